@@ -1,0 +1,2 @@
+"""lucent-dgn."""
+__version__ = "0.1.0"
