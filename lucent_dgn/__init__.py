@@ -1,2 +1,49 @@
-"""lucent-dgn."""
+"""lucent-dgn: preferred images for CNN units on top of Lucent.
+
+Three additions to Lucent, and cnnpref's four algorithms as their combinations:
+
+* masked-unit objectives (:func:`masked_units`) that compose with Lucent's objectives;
+* a deep generator network parameterization (:class:`DGNImage`, DeePSiM generators);
+* an L-BFGS render loop beside momentum gradient descent (:func:`render`).
+
+>>> import lucent_dgn as ld
+>>> model = ld.models.fashion.fashion_classifier()                        # doctest: +SKIP
+>>> result = ld.render(model, ld.masked_units("fc2", ld.unit_mask((10,), 3)),
+...                    ld.PixelImage(28, space="gray"), ld.MomentumGD(lr=0.05), steps=50)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+from . import errors
+from .cnnpref.presets import (Recipe, dgn_gd_recipe, dgn_lbfgs_recipe, gd_recipe, lbfgs_recipe, prefer_img_dgn_gd,
+                              prefer_img_dgn_lbfgs, prefer_img_gd, prefer_img_lbfgs)
+from .errors import LucentDGNError
+from .interop.captum import as_neuron_selector
+from .layers import layer_shape, list_layers, resolve_layer
+from .objectives import (channel_mask, every_nth_channel, masked_units, p_norm, region_mask, total_variation,
+                         unit_mask, unit_masks)
+from .parameterizations import DGNImage, LucentParam, Parameterization, PixelImage
+from .render import (Jitter, RenderResult, Snapshot, make_optimizer, preserve_pre_activations, render)
+from .render.gd import MomentumGD
+from .render.lbfgs import LBFGSB, ScipyLBFGSB
+from .render.torch_optim import TorchOptimizer
+from .spaces import CaffeSpace, TorchvisionSpace, UnitSpace
+
+__all__ = [
+    "__version__",
+    # objectives
+    "masked_units", "unit_mask", "unit_masks", "channel_mask", "region_mask", "every_nth_channel", "p_norm",
+    "total_variation",
+    # parameterizations
+    "Parameterization", "PixelImage", "DGNImage", "LucentParam",
+    # rendering
+    "render", "RenderResult", "MomentumGD", "LBFGSB", "ScipyLBFGSB", "TorchOptimizer", "make_optimizer", "Jitter",
+    "Snapshot", "preserve_pre_activations",
+    # presets (cnnpref's four algorithms)
+    "Recipe", "gd_recipe", "lbfgs_recipe", "dgn_gd_recipe", "dgn_lbfgs_recipe", "prefer_img_gd",
+    "prefer_img_lbfgs", "prefer_img_dgn_gd", "prefer_img_dgn_lbfgs",
+    # layers, spaces, interop, errors
+    "resolve_layer", "list_layers", "layer_shape", "CaffeSpace", "TorchvisionSpace", "UnitSpace",
+    "as_neuron_selector", "LucentDGNError", "errors",
+]

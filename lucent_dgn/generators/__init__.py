@@ -1,0 +1,25 @@
+"""DeePSiM generator networks (fc6, fc7, fc8, pool5) built from spec tables, and weight loading.
+
+The Caffe reader (:mod:`lucent_dgn.generators.caffemodel`) is imported only when a
+``.caffemodel`` file is loaded.
+"""
+from __future__ import annotations
+
+from .deepsim import (DeePSiMGenerator, Reshape, build_generator, caffe_layer_mapping, deepsim_generator,
+                      load_generator_weights, normalize_generator_state_dict)
+from .specs import DEEPSIM_SPECS, LAYER_KINDS, GeneratorSpec, LayerSpec, deepsim_spec
+
+__all__ = [
+    "DEEPSIM_SPECS",
+    "LAYER_KINDS",
+    "GeneratorSpec",
+    "LayerSpec",
+    "deepsim_spec",
+    "DeePSiMGenerator",
+    "Reshape",
+    "build_generator",
+    "caffe_layer_mapping",
+    "deepsim_generator",
+    "load_generator_weights",
+    "normalize_generator_state_dict",
+]

@@ -1,0 +1,75 @@
+"""Atomic file writing: write to a temporary file in the target folder, then rename.
+
+A crash or exception mid-write never leaves a partial file under the final name.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, Union
+
+import numpy as np
+
+from .errors import ConfigError, describe
+
+__all__ = ["atomic_path", "atomic_write_bytes", "save_json", "save_npy", "ensure_writable_dir"]
+
+PathLike = Union[str, os.PathLike]
+
+
+def ensure_writable_dir(path: PathLike, arg: str = "out_dir") -> Path:
+    """Create ``path`` (with parents) and check it is writable; ConfigError otherwise."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(describe(arg, "a directory that can be created", str(p), str(err))) from None
+    if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
+        raise ConfigError(describe(arg, "a writable directory", str(p)))
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it to ``path``, else delete it."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=str(target.parent))
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(path: PathLike, write: Callable[[Any], None]) -> Path:
+    """Open a temporary file in binary mode, call ``write(fileobj)``, then rename atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return Path(path)
+
+
+def save_json(path: PathLike, data: Any) -> Path:
+    """Write ``data`` as indented JSON, atomically (numpy values converted)."""
+    def default(o: Any) -> Any:
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, (np.floating, np.integer)):
+            return o.item()
+        return str(o)
+    text = json.dumps(data, indent=2, default=default, sort_keys=False).encode()
+    return atomic_write_bytes(path, lambda fh: fh.write(text))
+
+
+def save_npy(path: PathLike, array: np.ndarray) -> Path:
+    """Write a .npy file atomically."""
+    return atomic_write_bytes(path, lambda fh: np.save(fh, np.asarray(array)))

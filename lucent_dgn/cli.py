@@ -1,0 +1,183 @@
+"""``lucent-dgn`` command line: render, layers, convert-caffemodel, train-generator, demo.
+
+Errors on bad arguments print one line (``lucent-dgn: error: ...``) and exit with status 2;
+no traceback is shown.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, LucentDGNError, describe
+
+__all__ = ["main", "load_model_by_name", "load_generator_by_name"]
+
+VARIANT_NAMES = ("gd", "lbfgs", "dgn_gd", "dgn_lbfgs")
+
+
+def load_model_by_name(name: str, weights: Optional[str] = None):
+    """``fashion``/``fashion-judge`` (shipped), ``bvlc_alexnet``, or a torchvision classifier name."""
+    if name == "fashion":
+        from .models.fashion import fashion_classifier
+        return fashion_classifier(path=weights)
+    if name == "fashion-judge":
+        from .models.fashion import fashion_judge
+        return fashion_judge(path=weights)
+    from .models.zoo import load_model
+    return load_model(name, weights=weights or "default")
+
+
+def load_generator_by_name(name: str, weights: Optional[str] = None):
+    """``fashion`` (shipped) or ``deepsim-fc6``/``-fc7``/``-fc8``/``-pool5``."""
+    if name == "fashion":
+        from .generators.small import fashion_generator
+        return fashion_generator(path=weights)
+    if name.startswith("deepsim-"):
+        from .generators.deepsim import deepsim_generator
+        return deepsim_generator(name.split("-", 1)[1], weights=weights or "default")
+    raise ConfigError(describe("--generator", "'fashion' or 'deepsim-fc6|fc7|fc8|pool5'", name))
+
+
+def _units(text: str) -> List[int]:
+    try:
+        if ":" in text:
+            start, stop, *step = (int(p) for p in text.split(":"))
+            return list(range(start, stop, step[0] if step else 1))
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise ConfigError(describe("--units", "comma-separated integers or start:stop[:step]", text)) from None
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    import torch
+    from .cnnpref.presets import EXAMPLE_SETTINGS
+    from .runs import render_units, save_units
+    from ._io import ensure_writable_dir
+    torch.set_num_threads(args.threads)
+    out = ensure_writable_dir(args.out, "--out")  # fail before any work
+    units = _units(args.units)
+    if not units:
+        raise ConfigError(describe("--units", "at least one unit", args.units))
+    if args.steps is not None and args.steps <= 0:
+        raise ConfigError(describe("--steps", "a positive integer", args.steps))
+    model = load_model_by_name(args.model, args.weights).to(args.device)
+    generator = None
+    if any(v.startswith("dgn") for v in args.variant):
+        generator = load_generator_by_name(args.generator, args.generator_weights).to(args.device)
+    results = {}
+    for variant in args.variant:
+        settings = dict(EXAMPLE_SETTINGS.get((variant, args.preset), {})) if args.preset != "default" else {}
+        if args.steps is not None:
+            settings["maxiter" if "lbfgs" in variant else "iter_n"] = args.steps
+        if args.unit_weight is not None:
+            settings["weight"] = args.unit_weight
+        channels = getattr(getattr(model, "input_space", None), "channels", 3)
+        results[variant] = render_units(model, args.layer, units, variant, generator=generator, settings=settings,
+                                        seed=args.seed, channels=channels, progress=not args.quiet)
+    record = save_units(out, results, args.layer, units, extra={"model": args.model, "generator": args.generator,
+                                                                "seed": args.seed, "preset": args.preset})
+    print(f"wrote {len(units) * len(results)} images, {record['grid']} and settings.json to {out}")
+    return 0
+
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from .layers import layer_shapes, list_layers
+    model = load_model_by_name(args.model, args.weights)
+    size = args.size or int(getattr(model, "input_size", 224))
+    channels = getattr(getattr(model, "input_space", None), "channels", 3)
+    names = list_layers(model)
+    shapes = layer_shapes(model, names, (channels, size, size))
+    for name in names:
+        shape = shapes.get(name)
+        print(f"{name:30s} {type(model.get_submodule(name)).__name__:22s} {shape if shape is not None else '-'}")
+    return 0
+
+
+def _cmd_convert(argv: Sequence[str]) -> int:
+    from .generators.caffemodel import convert_caffemodel_cli
+    return int(convert_caffemodel_cli(list(argv)))
+
+
+def _cmd_train_generator(args: argparse.Namespace) -> int:
+    from .training.cli import train_generator_command
+    return int(train_generator_command(args))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    run_demo(out_dir=args.out, steps=args.steps, seed=args.seed, imagenet=not args.no_imagenet,
+             progress=not args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lucent-dgn", description="Preferred images for CNN units (cnnpref's "
+                                     "four algorithms on Lucent).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("render", help="render preferred images of units")
+    r.add_argument("--model", default="fashion", help="fashion (shipped), bvlc_alexnet, or a torchvision name")
+    r.add_argument("--weights", default=None, help="weights file of the model (default: the loading chain)")
+    r.add_argument("--layer", required=True, help="layer name: dotted path or Lucent underscore name")
+    r.add_argument("--units", required=True, help="channels whose centre unit to render, e.g. 0,3,6 or 0:96:3")
+    r.add_argument("--variant", nargs="+", default=["gd"], choices=VARIANT_NAMES, help="one or more variants")
+    r.add_argument("--generator", default="fashion", help="generator for the dgn variants")
+    r.add_argument("--generator-weights", default=None, help="weights file of the generator")
+    r.add_argument("--preset", default="default", choices=("default", "lower", "higher"),
+                   help="cnnpref's function defaults, or its lower/higher-layer example settings")
+    r.add_argument("--steps", type=int, default=None, help="iterations (GD) or L-BFGS iterations")
+    r.add_argument("--unit-weight", type=float, default=None, help="feature weight (cnnpref feature_weight)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", required=True, help="output directory")
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small nets)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=_cmd_render)
+
+    la = sub.add_parser("layers", help="list a model's layers with their feature shapes")
+    la.add_argument("--model", default="fashion")
+    la.add_argument("--weights", default=None)
+    la.add_argument("--size", type=int, default=None, help="input size (default: the model's)")
+    la.set_defaults(func=_cmd_layers)
+
+    sub.add_parser("convert-caffemodel", help="convert a .caffemodel to a PyTorch state dict "
+                   "(run `lucent-dgn convert-caffemodel --help`)", add_help=False)
+
+    t = sub.add_parser("train-generator", help="train a DeePSiM-style generator that inverts a classifier layer")
+    from .training.cli import add_train_generator_arguments
+    add_train_generator_arguments(t)
+    t.set_defaults(func=_cmd_train_generator)
+
+    d = sub.add_parser("demo", help="offline demo: all four variants on the shipped Fashion-MNIST models")
+    d.add_argument("--out", default="demo_output")
+    d.add_argument("--steps", type=int, default=None, help="override the iterations of every variant")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--no-imagenet", action="store_true", help="skip the MobileNetV2 part")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "convert-caffemodel":
+            return _cmd_convert(argv[1:])
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        return int(args.func(args))
+    except (LucentDGNError, FileNotFoundError, PermissionError) as err:
+        print(f"lucent-dgn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lucent-dgn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""cnnpref's four algorithms: presets (compositions) and cnnpref-compatible ``generate_image`` modules.
+
+``from lucent_dgn.cnnpref.prefer_img_gd import generate_image`` (and ``prefer_img_lbfgs``,
+``prefer_img_dgn_gd``, ``prefer_img_dgn_lbfgs``) mirror cnnpref's functions.
+"""
+from .presets import (EXAMPLE_SETTINGS, VARIANTS, Recipe, dgn_gd_recipe, dgn_lbfgs_recipe, gd_recipe, lbfgs_recipe,
+                      prefer_img_dgn_gd, prefer_img_dgn_lbfgs, prefer_img_gd, prefer_img_lbfgs)
+from .receptive_field import receptive_field_mask
+
+__all__ = ["Recipe", "gd_recipe", "lbfgs_recipe", "dgn_gd_recipe", "dgn_lbfgs_recipe", "prefer_img_gd",
+           "prefer_img_lbfgs", "prefer_img_dgn_gd", "prefer_img_dgn_lbfgs", "VARIANTS", "EXAMPLE_SETTINGS",
+           "receptive_field_mask"]

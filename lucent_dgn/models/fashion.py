@@ -1,0 +1,220 @@
+"""Small Fashion-MNIST classifiers shipped with the package, and the weight-file format they use.
+
+* :class:`FashionCNN` -- the default target network: conv3x3(32)-ReLU-pool-conv3x3(64)-ReLU-pool-
+  fc(256)-ReLU-dropout-fc(10); about 0.82 M parameters. Layers: ``conv1 relu1 pool1 conv2 relu2
+  pool2 flatten fc1 relu3 dropout fc2`` (``fc2`` = logits). ReLUs are not in-place, so hooks on
+  ``conv1``, ``conv2``, ``fc1`` see pre-ReLU values.
+* :class:`FashionMLP` -- an independent *judge* (different architecture and seed) used to measure
+  whether synthesised images look like a class: 784-256-128-10 MLP.
+
+Both take (N, 1, 28, 28) images with values in [0, 1] (``input_space = UnitSpace(1)``) and
+standardise inside. :func:`fashion_classifier` / :func:`fashion_judge` load the shipped weights
+from :data:`ASSETS_DIR` (``python -m lucent_dgn.training.make_assets`` re-creates them).
+
+Weight files are ``torch.save``-d dicts ``{"format", "arch", "config", "state_dict", "meta"}``;
+floating tensors may be stored as float16 and are loaded as float32.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+from torch import nn
+
+from ..datasets import FASHION_MNIST_CLASSES
+from ..errors import CorruptWeightsError, ShapeError, WeightsNotFoundError, describe
+from ..spaces import UnitSpace
+
+__all__ = [
+    "ASSETS_DIR",
+    "FASHION_MEAN",
+    "FASHION_STD",
+    "FashionCNN",
+    "FashionMLP",
+    "fashion_classifier",
+    "fashion_judge",
+    "atomic_save",
+    "save_asset",
+    "load_asset",
+]
+
+#: Folder of the shipped weight files.
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+#: Pixel mean and standard deviation of the Fashion-MNIST training images on the 0-1 scale.
+FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
+ASSET_FORMAT = "lucent_dgn.asset/1"
+
+
+def _class_names(num_classes: int) -> tuple:
+    return FASHION_MNIST_CLASSES if num_classes == 10 else tuple(str(i) for i in range(num_classes))
+
+
+class _Standardise(nn.Module):
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.mean, self.std = float(mean), float(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 1:
+            raise ShapeError(describe("input", "a tensor of shape (N, 1, H, W) in [0, 1]", tuple(x.shape)))
+        return (x - self.mean) / self.std
+
+
+class FashionCNN(nn.Module):
+    """conv3x3(width)-ReLU-pool-conv3x3(2·width)-ReLU-pool-fc(hidden)-ReLU-dropout-fc(10).
+
+    Args:
+        width: channels of ``conv1`` (``conv2`` has twice as many). Default 32.
+        hidden: units of ``fc1``. Default 256.
+        dropout: dropout probability before ``fc2``. Default 0.5.
+        num_classes: outputs of ``fc2``. Default 10.
+
+    Input (N, 1, 28, 28) in [0, 1]; output logits (N, num_classes).
+    """
+
+    def __init__(self, width: int = 32, hidden: int = 256, dropout: float = 0.5, num_classes: int = 10) -> None:
+        super().__init__()
+        self.input_space = UnitSpace(channels=1)
+        self.input_size = 28
+        self.classes = _class_names(num_classes)
+        self.standardise = _Standardise(FASHION_MEAN, FASHION_STD)
+        self.conv1 = nn.Conv2d(1, width, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(2 * width * 7 * 7, hidden)
+        self.relu3 = nn.ReLU()
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.relu1(self.conv1(self.standardise(x))))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        x = self.relu3(self.fc1(self.flatten(x)))
+        return self.fc2(self.dropout(x))
+
+
+class FashionMLP(nn.Module):
+    """Multi-layer perceptron 784-hidden1-hidden2-10 (the independent judge).
+
+    Layers ``flatten fc1 relu1 dropout fc2 relu2 fc3`` (``fc3`` = logits).
+    Input (N, 1, 28, 28) in [0, 1]; output logits (N, num_classes).
+    """
+
+    def __init__(self, hidden1: int = 256, hidden2: int = 128, dropout: float = 0.2, num_classes: int = 10) -> None:
+        super().__init__()
+        self.input_space = UnitSpace(channels=1)
+        self.input_size = 28
+        self.classes = _class_names(num_classes)
+        self.standardise = _Standardise(FASHION_MEAN, FASHION_STD)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(28 * 28, hidden1)
+        self.relu1 = nn.ReLU()
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden1, hidden2)
+        self.relu2 = nn.ReLU()
+        self.fc3 = nn.Linear(hidden2, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(self.relu1(self.fc1(self.flatten(self.standardise(x)))))
+        return self.fc3(self.relu2(self.fc2(x)))
+
+
+_ARCHS = {"FashionCNN": FashionCNN, "FashionMLP": FashionMLP}
+
+
+def atomic_save(obj: Any, path: Union[str, Path]) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it onto ``path``.
+
+    A failure part-way leaves any previous ``path`` intact and no temporary file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o644)
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def save_asset(model: nn.Module, path: Union[str, Path], config: Dict[str, Any], meta: Optional[Dict[str, Any]] = None,
+               half: bool = True) -> Path:
+    """Write ``model``'s weights with its constructor ``config`` and ``meta`` (atomically).
+
+    With ``half`` (default) parameters are stored as float16; buffers keep their dtype.
+    """
+    params = {name for name, _ in model.named_parameters()}
+    state = {k: (v.detach().cpu().half() if half and k in params and v.is_floating_point() else v.detach().cpu())
+             for k, v in model.state_dict().items()}
+    blob = {"format": ASSET_FORMAT, "arch": type(model).__name__, "config": dict(config),
+            "state_dict": state, "meta": dict(meta or {})}
+    return atomic_save(blob, path)
+
+
+def load_asset(path: Union[str, Path], archs: Optional[Dict[str, type]] = None) -> nn.Module:
+    """Build the model a weight file describes and load its weights (as float32), in eval mode.
+
+    The file's ``meta`` dict is attached as ``model.meta``.
+
+    Raises:
+        WeightsNotFoundError: no file at ``path``.
+        CorruptWeightsError: unreadable file, unknown architecture or mismatched weights.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(describe(
+            "path", "an existing weight file", str(path),
+            "Re-create the shipped files with `python -m lucent_dgn.training.make_assets`."))
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle means a bad file
+        raise CorruptWeightsError(describe("path", "a readable weight file", str(path), f"Loading failed: {exc}")) from exc
+    table = dict(_ARCHS, **(archs or {}))
+    if not isinstance(blob, dict) or blob.get("format") != ASSET_FORMAT or blob.get("arch") not in table:
+        raise CorruptWeightsError(describe("path", f"a {ASSET_FORMAT} file of a known architecture ({sorted(table)})",
+                                           str(path)))
+    model = table[blob["arch"]](**blob["config"])
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CorruptWeightsError(describe("path", "weights matching the stored config", str(path), str(exc))) from exc
+    model.meta = blob.get("meta", {})
+    return model.eval()
+
+
+def _load_shipped(name: str, model_cls: type, pretrained: bool, path: Union[str, Path, None]) -> nn.Module:
+    if not pretrained:
+        return model_cls().eval()
+    model = load_asset(path or ASSETS_DIR / name)
+    if not isinstance(model, model_cls):
+        raise CorruptWeightsError(describe("path", f"a {model_cls.__name__} weight file", type(model).__name__))
+    return model
+
+
+def fashion_classifier(pretrained: bool = True, path: Union[str, Path, None] = None) -> FashionCNN:
+    """The default Fashion-MNIST target network (:class:`FashionCNN`), in eval mode.
+
+    Args:
+        pretrained: load the shipped weights (``assets/fashion_classifier.pt``) or another
+            ``path``; False gives a randomly initialised network.
+        path: optional weight file written by :func:`save_asset`.
+    """
+    return _load_shipped("fashion_classifier.pt", FashionCNN, pretrained, path)
+
+
+def fashion_judge(pretrained: bool = True, path: Union[str, Path, None] = None) -> FashionMLP:
+    """The independent judge classifier (:class:`FashionMLP`), in eval mode; see :func:`fashion_classifier`."""
+    return _load_shipped("fashion_judge.pt", FashionMLP, pretrained, path)

@@ -1,0 +1,182 @@
+"""``masked_units``: cnnpref's objective as a Lucent ``Objective``.
+
+The value is the loss (to minimise, as in Lucent)
+
+    L = - sum_{b, i : mask[b, i]} weight[b, i] * f[b, i]
+
+over the raw activations ``f`` of the selected units, summed over the batch too (cnnpref §0.1),
+or that sum divided by the number of selected (item, unit) pairs with ``reduction="mean"``.
+The weight multiplies the whole map before masking (cnnpref Q11), so unit ``i`` counts with
+``weight[i]``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from lucent.optvis.objectives import Objective
+from torch import nn
+
+from ..errors import ConfigError, MaskError, ShapeError, describe
+from ..layers import LayerRef
+from ._access import is_own_accessor, layer_label, read_activation
+from .masks import as_bool_mask
+
+__all__ = ["masked_units", "REDUCTIONS"]
+
+REDUCTIONS = ("sum", "mean")
+
+_Prepared = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _as_weight(weight: Any) -> torch.Tensor:
+    """Validate ``weight`` (scalar or array) and return it as a real CPU tensor."""
+    try:
+        tensor = weight.detach().cpu() if isinstance(weight, torch.Tensor) else torch.as_tensor(np.asarray(weight))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ConfigError(describe("weight", "a number or an array of numbers", weight)) from exc
+    if tensor.is_complex():
+        raise ConfigError(describe("weight", "real-valued", tensor.dtype))
+    if tensor.dtype == torch.bool:
+        tensor = tensor.to(torch.int64)
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise ConfigError(describe("weight", "finite everywhere", "NaN or infinite values", raw=True))
+    return tensor
+
+
+def _check_args(layer: Any, reduction: Any, batch: Any) -> None:
+    if not isinstance(layer, (str, nn.Module)):
+        raise TypeError(describe("layer", "an nn.Module or a layer name (str)", layer))
+    if reduction not in REDUCTIONS:
+        raise ConfigError(describe("reduction", "one of " + ", ".join(map(repr, REDUCTIONS)), reduction))
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 0):
+        raise ConfigError(describe("batch", "None or a batch index >= 0", batch))
+
+
+class _MaskedUnits:
+    """The objective function ``T -> loss`` with its mask/weight cache."""
+
+    def __init__(self, layer: LayerRef, mask: torch.Tensor, weight: torch.Tensor, reduction: str,
+                 batch: Optional[int]) -> None:
+        self.layer = layer
+        self.mask = mask
+        self.weight = weight
+        self.reduction = reduction
+        self.batch = None if batch is None else int(batch)
+        self._cache: Dict[Any, _Prepared] = {}
+
+    def _shape_error(self, act_shape: Tuple[int, ...], full_batch: int) -> MaskError:
+        feature = act_shape[1:]
+        rule = (f"the feature shape of layer {layer_label(self.layer)!r}, {feature}, or one mask per batch "
+                f"item, {(full_batch,) + feature} (batch size {full_batch})")
+        return MaskError(describe("mask", rule, f"shape {tuple(self.mask.shape)}", raw=True))
+
+    def _select_rows(self, tensor: torch.Tensor, ndim: int, full_batch: int) -> torch.Tensor:
+        """With ``batch=i``, keep row i of a per-item (B, ...) tensor."""
+        if self.batch is not None and tensor.ndim == ndim and tensor.shape[0] == full_batch > 1:
+            return tensor[self.batch:self.batch + 1]
+        return tensor
+
+    def _prepare(self, act: torch.Tensor, full_batch: int) -> _Prepared:
+        shape = tuple(act.shape)
+        mask = self._select_rows(self.mask, act.ndim, full_batch)
+        if mask.ndim == act.ndim - 1:
+            ok = tuple(mask.shape) == shape[1:]
+        else:
+            ok = mask.ndim == act.ndim and tuple(mask.shape) == shape
+        if not ok:
+            raise self._shape_error(shape, full_batch)
+        per_item = mask.expand(shape).flatten(1).sum(1)
+        if not bool((per_item > 0).all()):
+            empty = torch.nonzero(per_item == 0).flatten().tolist()
+            raise MaskError(describe("mask", "a mask selecting at least one unit of every batch item",
+                                     f"no unit for item(s) {empty[:10]}", raw=True))
+        weight = self._select_rows(self.weight, act.ndim, full_batch)
+        try:
+            fits = torch.broadcast_shapes(tuple(weight.shape), shape) == shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ShapeError(describe("weight", f"a scalar or an array broadcastable to the feature shape "
+                                      f"{shape[1:]} of layer {layer_label(self.layer)!r}",
+                                      f"shape {tuple(self.weight.shape)}", raw=True))
+        return (mask.to(act.device).expand(shape), weight.to(act.device, act.dtype),
+                per_item.to(act.device, act.dtype))
+
+    def prepared(self, act: torch.Tensor, full_batch: int) -> _Prepared:
+        key = (tuple(act.shape), full_batch, act.device, act.dtype)
+        if key not in self._cache:
+            self._cache.clear()
+            self._cache[key] = self._prepare(act, full_batch)
+        return self._cache[key]
+
+    def __call__(self, T: Any) -> torch.Tensor:
+        act = read_activation(T, self.layer)
+        full_batch = act.shape[0]
+        if self.batch is not None:
+            if self.batch >= full_batch:
+                raise ConfigError(describe("batch", f"a batch index in [0, {full_batch - 1}]", self.batch))
+            act = act[self.batch:self.batch + 1]
+        mask, weight, per_item = self.prepared(act, full_batch)
+        total = torch.where(mask, weight * act, torch.zeros((), dtype=act.dtype, device=act.device)).sum()
+        loss = -total if self.reduction == "sum" else -total / per_item.sum()
+        if is_own_accessor(T) and hasattr(T, "report"):
+            with torch.no_grad():
+                T.report("activation", torch.where(mask, act, 0).flatten(1).sum(1) / per_item)
+        return loss
+
+
+def _description(layer: LayerRef, mask: torch.Tensor, weight: torch.Tensor, reduction: str,
+                 batch: Optional[int]) -> str:
+    weight_text = f"{float(weight):g}" if weight.ndim == 0 else f"array{tuple(weight.shape)}"
+    parts = [layer_label(layer), f"{int(mask.sum())} units", f"weight={weight_text}", reduction]
+    if batch is not None:
+        parts.append(f"batch={batch}")
+    return "Masked Units [" + ", ".join(parts) + "]"
+
+
+def masked_units(layer: LayerRef, mask: Any, weight: Any = 1.0, reduction: str = "sum",
+                 batch: Optional[int] = None) -> Objective:
+    """cnnpref's objective: minus the (weighted) sum of the selected units' raw activations.
+
+    Args:
+        layer: the layer: an ``nn.Module``, a dotted path (``"features.8"``) or Lucent's
+            underscore name (``"features_8"``). Under Lucent's ``render_vis`` the module must be
+            one Lucent hooks; in lucent_dgn's render loop any reference works.
+        mask: which units: (C, H, W) or (C,) shared by every batch item, or (B, C, H, W) / (B, C)
+            with one mask per item (every item must select at least one unit). Bool or {0, 1}
+            numbers; torch tensor, numpy array or nested lists.
+        weight: scalar (default 1.0) or array broadcastable to the layer's output; it multiplies
+            the whole map before masking (cnnpref Q11). Must be finite.
+        reduction: ``"sum"`` (default, cnnpref) or ``"mean"`` (divide by the number of selected
+            (item, unit) pairs).
+        batch: None (every item) or an item index: the objective then reads only that item, as
+            Lucent's ``batch=`` argument does; a per-item mask or weight is cut to that item's row.
+
+    Returns:
+        A ``lucent.optvis.objectives.Objective`` (composes with ``+ - *`` and runs under Lucent's
+        ``render_vis``) whose value is a scalar loss. Its attributes ``layers`` (``(layer,)``),
+        ``mask`` (bool tensor), ``weight`` (tensor), ``reduction`` and ``batch`` describe it.
+        Under lucent_dgn's accessor it also reports ``"activation"``: per item (B,), the signed
+        mean raw activation of the item's selected units (cnnpref prints the mean of |f|; the
+        signed mean keeps the direction visible). Gradients use the raw, pre-ReLU values.
+
+    Raises:
+        MaskError: a mask that is not binary (weights go in ``weight``), has NaN/inf, selects no
+            unit, or (at the first evaluation) does not fit the layer's feature shape.
+        ConfigError: an unknown ``reduction``, a bad ``batch`` or a non-finite ``weight``.
+        ShapeError: (at evaluation) a ``weight`` that does not broadcast to the layer's output.
+    """
+    _check_args(layer, reduction, batch)
+    mask_t = as_bool_mask(mask)
+    weight_t = _as_weight(weight)
+    func = _MaskedUnits(layer, mask_t, weight_t, reduction, batch)
+    objective = Objective(func, name="masked_units",
+                          description=_description(layer, mask_t, weight_t, reduction, batch))
+    objective.layers = (layer,)
+    objective.mask = mask_t
+    objective.weight = weight_t
+    objective.reduction = reduction
+    objective.batch = func.batch
+    return objective

@@ -1,0 +1,381 @@
+"""L-BFGS-B optimizers: SciPy's solver (cnnpref's exact choice) and a bounded L-BFGS in torch.
+
+Both follow the optimizer contract of :mod:`lucent_dgn.render.problem`: ``run(problem)`` optimises
+``problem.param.variable`` in place; one outer step (``begin_step`` ... ``end_step``) is one L-BFGS
+iteration, which may hold several evaluations (line search). The iteration limit is
+``min(max_iter, problem.n_steps)``. Box bounds come from ``problem.param.bounds()``; the start
+point is projected into the box before the first evaluation, as SciPy does.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..errors import BoundsError, ConfigError, describe
+from .problem import Problem
+
+__all__ = ["LBFGSB", "ScipyLBFGSB", "box_bounds"]
+
+Box = Optional[Tuple[torch.Tensor, torch.Tensor]]
+
+
+def _check(name: str, value, ok: bool, rule: str):
+    if not ok:
+        raise ConfigError(describe(name, rule, value))
+    return value
+
+
+def _pos_int(name: str, value) -> int:
+    good = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+    return int(_check(name, value, good, "a positive integer"))
+
+
+def _nonneg(name: str, value) -> float:
+    good = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and value >= 0
+    return float(_check(name, value, good, "a number >= 0"))
+
+
+def _step_limit(max_iter: Optional[int], problem: Problem) -> int:
+    n_steps = getattr(problem, "n_steps", None)
+    limits = [int(v) for v in (max_iter, n_steps) if v is not None]
+    return min(limits) if limits else 500
+
+
+def box_bounds(problem: Problem, dtype: Optional[torch.dtype] = None) -> Box:
+    """The parameterization's bounds expanded to the variable's shape (N, ...).
+
+    Args:
+        problem: the render problem; reads ``problem.param.bounds()``.
+        dtype: dtype of the returned tensors (default: the variable's).
+
+    Returns:
+        (lower, upper), contiguous, on the variable's device, may contain +-inf; None when the
+        parameterization has no bounds or every bound is infinite.
+
+    Raises:
+        BoundsError: bounds not broadcastable to the variable, NaN, or lower > upper.
+    """
+    var = problem.param.variable
+    raw = problem.param.bounds()
+    if raw is None:
+        return None
+    try:
+        lower, upper = (torch.as_tensor(b, device=var.device).to(dtype or var.dtype)
+                        .expand(var.shape).contiguous() for b in raw)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise BoundsError(describe("bounds()", f"two tensors broadcastable to {tuple(var.shape)}",
+                                   str(exc), raw=True)) from exc
+    if bool(torch.isnan(lower).any() | torch.isnan(upper).any()):
+        raise BoundsError(describe("bounds()", "free of NaN", "NaN values", raw=True))
+    if bool((lower > upper).any()):
+        raise BoundsError(describe("bounds()", "lower <= upper everywhere", "lower > upper somewhere",
+                                   raw=True, hint="Check the parameterization's bounds."))
+    if bool(torch.isinf(lower).all() & torch.isinf(upper).all()) and bool((lower < 0).all()):
+        return None
+    return lower, upper
+
+
+class _Halt(Exception):
+    """Raised inside SciPy's callback when ``end_step`` asks to stop."""
+
+
+def _write(var: torch.Tensor, x: np.ndarray) -> None:
+    with torch.no_grad():
+        var.copy_(torch.from_numpy(np.asarray(x, dtype=np.float64)).reshape(var.shape))
+
+
+class ScipyLBFGSB:
+    """``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` on the flattened float64 variable.
+
+    cnnpref's solver and options (spec §4.2, §6.2), with the loss as the scalar sum over items
+    (cnnpref's vector loss is a bug, Q6). The whole batch is one vector. Every objective call is
+    one ``problem.evaluate()``; ``begin_step(t)`` precedes the first evaluation of iteration t, and
+    SciPy's per-iteration callback calls ``end_step(t)``. Each float64 iterate is cast to the
+    variable's dtype for evaluation (numpy round trip per evaluation: slow at image size).
+
+    Args:
+        maxiter: iteration limit (default 500; also capped by ``problem.n_steps``).
+        m: history size ``maxcor`` (10). ftol, gtol, maxfun, maxls: SciPy's options and defaults.
+        disp: print one line per iteration (SciPy's own ``disp`` is deprecated).
+
+    After ``run``: ``n_evals``, ``n_iter``, ``result`` (SciPy's OptimizeResult, None when
+    ``end_step`` stopped the run) and ``message``.
+    """
+
+    def __init__(self, maxiter: Optional[int] = 500, m: int = 10, ftol: float = 2.220446049250313e-09,
+                 gtol: float = 1e-5, maxfun: int = 15000, maxls: int = 20, disp: bool = False) -> None:
+        self.maxiter = None if maxiter is None else _pos_int("maxiter", maxiter)
+        self.m, self.maxfun, self.maxls = _pos_int("m", m), _pos_int("maxfun", maxfun), _pos_int("maxls", maxls)
+        self.ftol, self.gtol, self.disp = _nonneg("ftol", ftol), _nonneg("gtol", gtol), bool(disp)
+        self.n_evals, self.n_iter, self.result, self.message = 0, 0, None, ""
+
+    def run(self, problem: Problem) -> None:
+        """Optimise ``problem.param.variable`` in place (see the class docstring)."""
+        from scipy.optimize import Bounds, minimize
+
+        var = problem.param.variable
+        box = box_bounds(problem, torch.float64)
+        x0 = var.detach().to("cpu", torch.float64).numpy().ravel().copy()
+        bounds = None
+        if box is not None:
+            lower, upper = (b.cpu().numpy().ravel() for b in box)
+            x0, bounds = np.clip(x0, lower, upper), Bounds(lower, upper)
+        self.n_evals, self.n_iter, self.result = 0, 0, None
+        state = {"open": False, "x": x0, "f": float("nan")}
+
+        def fun(x: np.ndarray):
+            if not state["open"]:
+                problem.begin_step(self.n_iter)
+                state["open"] = True
+            _write(var, x)
+            loss = problem.evaluate()
+            self.n_evals += 1
+            grad = var.grad
+            g = np.zeros(x.size) if grad is None else grad.detach().to("cpu", torch.float64, copy=True).numpy()
+            state["f"] = float(loss)
+            return state["f"], g.ravel()
+
+        def callback(xk: np.ndarray) -> None:
+            _write(var, xk)
+            state.update(open=False, x=np.array(xk, dtype=np.float64))
+            t, self.n_iter = self.n_iter, self.n_iter + 1
+            if self.disp:
+                print(f"L-BFGS-B iteration {t + 1}: loss {state['f']:.6g}, evaluations {self.n_evals}")
+            if problem.end_step(t):
+                raise _Halt
+
+        options = dict(maxiter=_step_limit(self.maxiter, problem), maxcor=self.m, ftol=self.ftol,
+                       gtol=self.gtol, maxfun=self.maxfun, maxls=self.maxls)
+        try:
+            self.result = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                   callback=callback, options=options)
+            x, self.message = self.result.x, str(self.result.message)
+        except _Halt:
+            x, self.message = state["x"], "stopped by end_step"
+        _write(var, x)
+        if state["open"]:  # evaluations after the last completed iteration (e.g. failed line search)
+            state["open"] = False
+            self.n_iter += 1
+            problem.end_step(self.n_iter - 1)
+        if self.disp:
+            print(f"L-BFGS-B: {self.message}; {self.n_iter} iterations, {self.n_evals} evaluations")
+
+
+def _gather2(mat: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    m = order.shape[1]
+    rows = mat.gather(1, order[:, :, None].expand(-1, -1, m))
+    return rows.gather(2, order[:, None, :].expand(-1, m, -1))
+
+
+class _History:
+    """Per-item L-BFGS memory: pairs stacked in one (B, 2m, D) tensor (rows 0..m-1 = s, m.. = y),
+    their small Gram blocks s_i.y_j and y_i.y_j (float64), and insertion ages (-1 = empty slot)."""
+
+    def __init__(self, b: int, d: int, m: int, like: torch.Tensor) -> None:
+        kw64 = dict(dtype=torch.float64, device=like.device)
+        self.m, self.store = m, torch.zeros(b, 2 * m, d, dtype=like.dtype, device=like.device)
+        self.sy, self.yy = torch.zeros(b, m, m, **kw64), torch.zeros(b, m, m, **kw64)
+        self.age = torch.full((b, m), -1, dtype=torch.long, device=like.device)
+        self.count = torch.zeros(b, dtype=torch.long, device=like.device)
+        self.gamma = torch.ones(b, **kw64)
+        self.pending: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
+
+    def empty(self) -> torch.Tensor:
+        return (self.age < 0).all(1)
+
+    def reset(self, items: torch.Tensor) -> None:
+        self.age = torch.where(items[:, None], -1, self.age)
+        self.count = torch.where(items, 0, self.count)
+        self.gamma = torch.where(items, 1.0, self.gamma)
+
+    def push(self, s: torch.Tensor, y: torch.Tensor, eps: float) -> None:
+        """Queue pair (s, y) (B, D); it is kept only where s.y > eps * y.y."""
+        sy, yy = (s * y).sum(1).double(), (y * y).sum(1).double()
+        self.pending = (s, y, (sy > eps * yy) & torch.isfinite(sy) & torch.isfinite(yy))
+
+    def hg(self, gf: torch.Tensor) -> torch.Tensor:
+        """H @ gf per item (B, D): compact form of Byrd, Nocedal & Schnabel (1994), two passes."""
+        m, ar = self.m, torch.arange(gf.shape[0], device=gf.device)
+        if self.pending is None:
+            prods = torch.bmm(self.store, gf[:, :, None]).double()
+        else:
+            (s, y, keep), self.pending = self.pending, None
+            slot = self.count % m
+            for rows, vec in ((slot, s), (slot + m, y)):
+                self.store[ar, rows] = torch.where(keep[:, None], vec, self.store[ar, rows])
+            prods = torch.bmm(self.store, torch.stack((s, y, gf), 2)).double()
+            mask = torch.nn.functional.one_hot(slot, m).bool() & keep[:, None]
+            r, c = mask[:, :, None], mask[:, None, :]
+            self.sy = torch.where(c, prods[:, :m, 1, None], torch.where(r, prods[:, None, m:, 0], self.sy))
+            self.yy = torch.where(c, prods[:, m:, 1, None], torch.where(r, prods[:, None, m:, 1], self.yy))
+            self.age = torch.where(mask, self.count[:, None], self.age)
+            self.count = self.count + keep.long()
+            sy_new = prods[ar, slot, 1]
+            self.gamma = torch.where(keep, sy_new / prods[ar, slot + m, 1], self.gamma)
+        order = torch.argsort(self.age, dim=1)  # empty slots first, then oldest to newest
+        v = self.age.gather(1, order) >= 0
+        pair = v[:, :, None] & v[:, None, :]
+        sy_o = _gather2(self.sy, order)
+        rmat = torch.where(pair, sy_o.triu(), 0.0) + torch.diag_embed((~v).double())
+        a = torch.where(v, prods[:, :m, -1].gather(1, order), 0.0)
+        b = torch.where(v, prods[:, m:, -1].gather(1, order), 0.0)
+        gam = self.gamma[:, None]
+        u = torch.linalg.solve_triangular(rmat, a[:, :, None], upper=True)[:, :, 0]
+        yy_u = (torch.where(pair, _gather2(self.yy, order), 0.0) @ u[:, :, None])[:, :, 0]
+        w = torch.where(v, sy_o.diagonal(dim1=1, dim2=2), 0.0) * u + gam * (yy_u - b)
+        p1 = torch.linalg.solve_triangular(rmat.mT, w[:, :, None], upper=False)[:, :, 0]
+        coef = torch.zeros_like(prods[:, :, 0]).scatter(1, torch.cat((order, order + m), 1),
+                                                         torch.cat((p1, -gam * u), 1))
+        out = torch.bmm(coef[:, None, :].to(gf.dtype), self.store)[:, 0]
+        return out.add_(gf * gam.to(gf.dtype))
+
+
+class LBFGSB:
+    """Bounded L-BFGS in torch (projected quasi-Newton); runs on the variable's device, no numpy.
+
+    Per item and iteration: the active set holds coordinates at a bound whose gradient points out
+    of the box; ``d = -H g`` on the free coordinates (0 on active ones), with H the L-BFGS inverse
+    Hessian of the last ``history_size`` pairs (compact form, two batched products over the
+    stacked history); a line search along the projected path ``P(x + a d)``: Armijo on the path,
+    weak Wolfe curvature on the still-moving coordinates, extrapolation (x2, up to the last
+    breakpoint) and safeguarded quadratic backtracking; first step ``min(1, 1/|d|)`` with an
+    empty history, else 1. Pairs with ``s.y <= curvature_eps * y.y`` are skipped. A failed line
+    search resets that item's history; failing with an empty history finishes the item. An item
+    finishes when ``max|x - P(x - g)| <= gtol`` or its loss decrease ``<= ftol * max(|f|, |f+|, 1)``
+    (SciPy's tests). The run stops when every item has finished. Without bounds: plain L-BFGS.
+
+    Batches: with ``per_item=True`` (default) every item has its own history, step size and
+    stopping state (uses ``problem.last_item_losses``; valid because item i's gradient depends on
+    item i only), so an item's path is the one it would follow alone; the batch shares evaluations,
+    so a step costs as many evaluations as its slowest item needs. ``per_item=False`` treats the
+    whole (N, ...) variable as one vector. Loss and gradient carry over from step to step (as in
+    SciPy): with random transforms per step they are those of the previous step's draw.
+
+    Args:
+        max_iter: iteration limit (default 500; also capped by ``problem.n_steps``).
+        history_size: pairs kept (10). ftol, gtol: stopping tolerances (SciPy's defaults).
+        max_ls: evaluations per line search (20). c1, c2: Armijo / curvature constants (1e-4, 0.9).
+        curvature_eps: pair-skipping threshold (1e-10). max_eval: stop after the step in which
+            this many evaluations are reached (None = no limit).
+        dtype: working dtype of x, gradients and history (None = the variable's, e.g. float64).
+        per_item: per-item histories (True) or one joint vector (False).
+
+    After ``run``: ``n_evals``, ``n_iter`` and ``finished`` ((B,) bool, items that converged).
+    """
+
+    def __init__(self, max_iter: Optional[int] = 500, history_size: int = 10,
+                 ftol: float = 2.220446049250313e-09, gtol: float = 1e-5, max_ls: int = 20,
+                 c1: float = 1e-4, c2: float = 0.9, curvature_eps: float = 1e-10,
+                 max_eval: Optional[int] = None, dtype: Optional[torch.dtype] = None,
+                 per_item: bool = True) -> None:
+        self.max_iter = None if max_iter is None else _pos_int("max_iter", max_iter)
+        self.m, self.max_ls = _pos_int("history_size", history_size), _pos_int("max_ls", max_ls)
+        self.ftol, self.gtol, self.eps = _nonneg("ftol", ftol), _nonneg("gtol", gtol), _nonneg("curvature_eps", curvature_eps)
+        self.max_eval = None if max_eval is None else _pos_int("max_eval", max_eval)
+        _check("c1, c2", (c1, c2), 0 < c1 < c2 < 1, "numbers with 0 < c1 < c2 < 1")
+        _check("dtype", dtype, dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point),
+               "None or a floating torch.dtype")
+        self.c1, self.c2, self.dtype, self.per_item = float(c1), float(c2), dtype, bool(per_item)
+        self.n_evals, self.n_iter, self.finished = 0, 0, None
+
+    def _proj(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self._box is None else torch.clamp(x, self._box[0], self._box[1])
+
+    def _evaluate(self, problem: Problem, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        var = problem.param.variable
+        with torch.no_grad():
+            var.copy_(x.reshape(var.shape))
+        loss = problem.evaluate()
+        self.n_evals += 1
+        grad = var.grad
+        g = torch.zeros_like(x) if grad is None else grad.detach().reshape(x.shape).to(x.dtype, copy=True)
+        items = problem.last_item_losses if x.shape[0] > 1 else None
+        if x.shape[0] > 1 and items is None:
+            raise ConfigError(describe("per_item", "False for a problem without last_item_losses", True))
+        f = (loss if items is None else items).detach().reshape(x.shape[0])
+        return f.to(x.device, torch.float64), g
+
+    def _pg_small(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        pg = g if self._box is None else torch.clamp(g, x - self._box[1], x - self._box[0])  # x - P(x - g)
+        return pg.abs().amax(1) <= self.gtol
+
+    def _search(self, problem: Problem, x, f, g, d, empty, skip):
+        """Line search along P(x + a d) per item; returns (x+, f+, g+, failed)."""
+        gd = (g * d).sum(1).double()
+        skip = skip | ~(gd < 0) | ~torch.isfinite(gd)
+        alpha = torch.where(empty & ~self._boxed, 1.0 / d.norm(dim=1).double(), 1.0)
+        amax = torch.full_like(gd, float("inf"))
+        if self._box is not None:
+            lo_b, up_b = self._box
+            brk = torch.where(d > 0, (up_b - x) / d, torch.where(d < 0, (lo_b - x) / d, 0.0))
+            amax = brk.amax(1).double()
+        alpha = torch.minimum(alpha, amax)
+        z = torch.zeros_like(gd)
+        a_acc, lo, hi, acc = z, z, torch.full_like(gd, float("inf")), torch.zeros_like(skip)
+        f_acc, g_acc, f_lo, g_lo = f, g, f, g
+        for _ in range(self.max_ls):
+            live = ~(skip | acc)
+            if not bool(live.any()):
+                break
+            step = torch.where(live, alpha, a_acc)
+            xt = self._proj(x + step[:, None].to(x.dtype) * d)
+            ft, gt = self._evaluate(problem, xt)
+            moving = d != 0 if self._box is None else (xt > self._box[0]) & (xt < self._box[1])
+            armijo = ft <= f + self.c1 * (g * (xt - x)).sum(1).double()
+            curv = ((gt * d * moving).sum(1).double() >= self.c2 * gd) | (step >= amax)
+            new, grow, shrink = live & armijo & curv, live & armijo & ~curv, live & ~armijo
+            a_acc, f_acc, acc = torch.where(new, step, a_acc), torch.where(new, ft, f_acc), acc | new
+            g_acc = torch.where(new[:, None], gt, g_acc)
+            lo, f_lo, g_lo = torch.where(grow, step, lo), torch.where(grow, ft, f_lo), torch.where(grow[:, None], gt, g_lo)
+            hi = torch.where(shrink, step, hi)
+            den = 2.0 * (ft - f - gd * step)
+            quad = torch.where(den > 0, -gd * step * step / den, 0.5 * step)
+            quad = torch.minimum(torch.maximum(torch.nan_to_num(quad, nan=0.0), 0.1 * step), 0.5 * step)
+            mid = 0.5 * (lo + hi)
+            nxt_grow = torch.where(torch.isinf(hi), torch.minimum(4.0 * step, amax), mid)
+            alpha = torch.where(shrink, torch.where(lo > 0, mid, quad), torch.where(grow, nxt_grow, alpha))
+        late = ~(skip | acc) & (lo > 0)
+        a_acc, f_acc, acc = torch.where(late, lo, a_acc), torch.where(late, f_lo, f_acc), acc | late
+        g_acc = torch.where(late[:, None], g_lo, g_acc)
+        x_new = self._proj(x + a_acc[:, None].to(x.dtype) * d)
+        return x_new, torch.where(acc, f_acc, f), torch.where(acc[:, None], g_acc, g), ~acc
+
+    def run(self, problem: Problem) -> None:
+        """Optimise ``problem.param.variable`` in place (see the class docstring)."""
+        var = problem.param.variable
+        dtype = self.dtype or var.dtype
+        n_rows = var.shape[0] if self.per_item else 1
+        box = box_bounds(problem, dtype)
+        self._box = None if box is None else tuple(b.reshape(n_rows, -1) for b in box)
+        self._boxed = torch.zeros(n_rows, dtype=torch.bool, device=var.device) if box is None else (
+            torch.isfinite(self._box[0]) & torch.isfinite(self._box[1])).all(1)
+        x = self._proj(var.detach().to(dtype).reshape(n_rows, -1).clone())
+        hist = _History(n_rows, x.shape[1], self.m, x)
+        self.n_evals, self.n_iter = 0, 0
+        f = g = None
+        for t in range(_step_limit(self.max_iter, problem)):
+            problem.begin_step(t)
+            if f is None:
+                f, g = self._evaluate(problem, x)
+                self.finished = self._pg_small(x, g)
+            stop = bool(self.finished.all())
+            if not stop:
+                free = torch.ones_like(x, dtype=torch.bool) if self._box is None else ~(
+                    ((x <= self._box[0]) & (g > 0)) | ((x >= self._box[1]) & (g < 0)))
+                free &= ~self.finished[:, None]
+                d = -torch.where(free, hist.hg(torch.where(free, g, 0.0)), 0.0)
+                x_new, f_new, g_new, failed = self._search(problem, x, f, g, d, hist.empty(), self.finished)
+                failed &= ~self.finished
+                hist.push(x_new - x, g_new - g, self.eps)
+                rel = (f - f_new) <= self.ftol * torch.maximum(torch.maximum(f.abs(), f_new.abs()), torch.ones_like(f))
+                self.finished = self.finished | (failed & hist.empty()) | (~failed & rel) | self._pg_small(x_new, g_new)
+                hist.reset(failed)
+                x, f, g = x_new, f_new, g_new
+                with torch.no_grad():
+                    var.copy_(x.reshape(var.shape))
+            self.n_iter += 1
+            done = self.max_eval is not None and self.n_evals >= self.max_eval
+            if problem.end_step(t) or stop or done or bool(self.finished.all()):
+                break

@@ -1,0 +1,305 @@
+"""The render loop: ``render(model, objective, param, optimizer, steps)`` -> RenderResult.
+
+What happens, in order:
+
+1. Set-up: resolve the parameterization (ours or a Lucent ``param_f``), decide the model's input
+   space, move nothing (the parameterization must be on the model's device), freeze the model and
+   the generator (``requires_grad=False``, eval mode), turn off in-place ops (pre-ReLU units).
+2. A validation pass without gradients on the initial image: the objective is called once on a
+   full forward pass, so bad masks or layer names fail before any work, and the layers it reads
+   are recorded. From then on only those layers are hooked and the forward pass stops as soon as
+   they have run (cnnpref's ``forward(end=layer)``).
+3. The optimizer runs its steps, calling back into :class:`_RenderProblem` for every evaluation.
+4. Clean-up, always (also after an exception or KeyboardInterrupt): hooks removed, parameters'
+   ``requires_grad``/``.grad`` and every module's train/eval flag restored, in-place flags restored.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, NonFiniteLossError, describe
+from ..parameterizations.base import Parameterization
+from ..parameterizations.lucent_adapter import LucentParam
+from .hooks import INPUT, ActivationAccessor, ActivationCapture, frozen, preserve_pre_activations
+from .result import RenderResult, StepInfo
+
+__all__ = ["render"]
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[StepInfo], Optional[bool]]
+
+
+def _as_objective(objective: Any) -> Callable:
+    from lucent.optvis import objectives as lobj
+    if isinstance(objective, str):
+        return lobj.as_objective(objective)
+    if not callable(objective):
+        raise ConfigError(describe("objective", "a Lucent Objective or a callable T -> loss", objective))
+    return objective
+
+
+def _as_param(param: Any) -> Parameterization:
+    if isinstance(param, Parameterization):
+        return param
+    if callable(param):
+        return LucentParam(param)
+    raise ConfigError(describe("param", "a lucent_dgn Parameterization or a Lucent param_f", type(param).__name__))
+
+
+def _as_optimizer(optimizer: Any) -> Any:
+    if optimizer is None or isinstance(optimizer, str):
+        from .optimizers import make_optimizer
+        return make_optimizer(optimizer or "adam")
+    if hasattr(optimizer, "run"):
+        return optimizer
+    if callable(optimizer):  # a Lucent-style factory params -> torch.optim.Optimizer
+        from .torch_optim import TorchOptimizer
+        return TorchOptimizer(optimizer)
+    raise ConfigError(describe("optimizer", "an optimizer name, a lucent_dgn optimizer or a torch.optim factory",
+                               optimizer))
+
+
+def _device_of(module: nn.Module) -> Optional[torch.device]:
+    for t in list(module.parameters()) + list(module.buffers()):
+        return t.device
+    return None
+
+
+class _Transforms:
+    """Applies the transform list; resamples random ones once per outer step."""
+
+    def __init__(self, transforms: Optional[Sequence[Callable]], generator: torch.Generator) -> None:
+        self.items = list(transforms or [])
+        self.generator = generator
+
+    def resample(self) -> None:
+        for t in self.items:
+            if hasattr(t, "resample"):
+                t.resample(self.generator)
+
+    @property
+    def jitter_offsets(self) -> Optional[tuple]:
+        for t in self.items:
+            if hasattr(t, "offsets"):
+                return tuple(t.offsets)
+        return None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for t in self.items:
+            x = t(x)
+        return x
+
+
+class _RenderProblem:
+    """Implements :class:`lucent_dgn.render.problem.Problem` for one render."""
+
+    def __init__(self, model, objective, param, transforms, n_steps, callbacks, bar) -> None:
+        self.model, self.objective, self.param = model, objective, param
+        self.transforms, self.n_steps, self.callbacks, self.bar = transforms, n_steps, callbacks, bar
+        self.n_evals = 0
+        self.step = -1
+        self.last_item_losses = None
+        self.loss_history: List[float] = []
+        self.activation_history: List[np.ndarray] = []
+        self._step_loss: Optional[float] = None
+        self._step_activation: Optional[np.ndarray] = None
+        self.capture: Optional[ActivationCapture] = None
+        self.layers: List[str] = []
+
+    @property
+    def jitter_offsets(self) -> Optional[tuple]:
+        return self.transforms.jitter_offsets
+
+    # -- evaluation ------------------------------------------------------------------------
+    def _forward(self, grad: bool, capture: ActivationCapture):
+        with torch.set_grad_enabled(grad):
+            x = self.transforms(self.param())
+            if capture.names:
+                capture.run(x)
+            T = ActivationAccessor(self.model, capture.features, x)
+            loss = self.objective(T)
+        return loss, T
+
+    def validate(self) -> None:
+        """Full forward without gradients: check the objective, learn which layers it reads."""
+        names = [n for n, _ in self.model.named_modules() if n]
+        with ActivationCapture(self.model, names, stop_early=False) as cap:
+            loss, T = self._forward(False, cap)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ConfigError(describe("objective", "a function returning a scalar tensor",
+                                       getattr(loss, "shape", type(loss).__name__)))
+        self.layers = sorted(T.accessed - {INPUT})
+
+    def evaluate(self) -> torch.Tensor:
+        variable_list = self.param.tensors()
+        for t in variable_list:
+            t.grad = None
+        loss, T = self._forward(True, self.capture)
+        loss = loss.reshape(())
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"The objective became {loss.item()} at step {self.step} (evaluation {self.n_evals + 1}). "
+                "Check the model for overflowing activations, lower the learning rate, or bound the parameters.")
+        grads = torch.autograd.grad(loss, variable_list, allow_unused=True)
+        for t, g in zip(variable_list, grads):
+            t.grad = torch.zeros_like(t) if g is None else g
+        self.n_evals += 1
+        value = loss.detach().double()
+        if self._step_loss is None:
+            self._step_loss = float(value)
+            act = T.reports.get("activation")
+            n = self.param.batch_size
+            self._step_activation = (act.float().cpu().numpy() if act is not None
+                                     else np.full(n, -float(value) / n, dtype=np.float32))
+        return value
+
+    # -- step bookkeeping --------------------------------------------------------------------
+    def begin_step(self, t: int) -> None:
+        self.step = t
+        self._step_loss = None
+        self._step_activation = None
+        self.transforms.resample()
+
+    def end_step(self, t: int) -> bool:
+        if self._step_loss is None:  # an optimizer that did not evaluate in this step
+            return False
+        self.loss_history.append(self._step_loss)
+        self.activation_history.append(self._step_activation)
+        info = StepInfo(step=t, loss=self._step_loss, activation=self._step_activation, n_evals=self.n_evals,
+                        param=self.param)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(act=f"{float(np.mean(self._step_activation)):.4g}", evals=self.n_evals)
+        stop = False
+        for cb in self.callbacks:
+            stop = bool(cb(info)) or stop
+        return stop or t + 1 >= self.n_steps
+
+
+def render(model: nn.Module, objective: Any, param: Any = None, optimizer: Any = None, steps: int = 200, *,
+           transforms: Optional[Sequence[Callable]] = None, seed: Optional[int] = None,
+           device: Union[str, torch.device, None] = None, progress: bool = True,
+           callbacks: Sequence[Callback] = (), stop_early: bool = True,
+           preserve_pre_relu: bool = True) -> RenderResult:
+    """Optimise ``param`` so that ``objective`` (a loss) decreases, i.e. the target units fire.
+
+    Args:
+        model: the network (left as it was: mode, ``requires_grad``, ``.grad``, hooks).
+        objective: a Lucent ``Objective`` (ours from :func:`lucent_dgn.masked_units` or Lucent's
+            own, composed with ``+ - *``), any callable ``T -> scalar loss``, or a Lucent string
+            ``"layer:channel"``.
+        param: a :class:`~lucent_dgn.parameterizations.PixelImage`, :class:`~lucent_dgn.DGNImage`,
+            another Parameterization, or a Lucent ``param_f``. Default: ``PixelImage(227)``.
+            It must live on the model's device.
+        optimizer: an optimizer object with ``run(problem)`` (``MomentumGD``, ``LBFGSB``,
+            ``ScipyLBFGSB``, ``TorchOptimizer``), a name (``"gd"``, ``"adam"``, ``"lbfgs"``,
+            ``"lbfgsb"``, ``"scipy-lbfgsb"``), or a ``torch.optim`` factory ``params -> Optimizer``.
+            Default ``"adam"``.
+        steps: number of outer steps (L-BFGS: iterations; each may evaluate several times). > 0.
+        transforms: callables applied to the model input each evaluation; objects with a
+            ``resample(generator)`` method (e.g. :class:`~lucent_dgn.render.transforms.Jitter`) draw
+            new random values once per outer step only, so L-BFGS closures are deterministic.
+        seed: seeds the transform generator, torch's and numpy's global RNGs (for Lucent
+            transforms); same seed -> bit-identical results on CPU.
+        device: where to render; the model and ``param`` are expected there (None = model's device).
+        progress: show a tqdm bar with the current target activation.
+        callbacks: callables ``cb(StepInfo) -> Optional[bool]``; True stops the render.
+        stop_early: stop the forward pass once the objective's layers have run.
+        preserve_pre_relu: turn off in-place ops during the render so hooked conv/linear outputs
+            keep their pre-ReLU values (torchvision's ``ReLU(inplace=True)``).
+
+    Returns:
+        :class:`RenderResult`. A KeyboardInterrupt stops the loop and returns the result so far
+        (``interrupted=True``).
+
+    Raises:
+        ConfigError: bad arguments (raised before any optimisation step).
+        NonFiniteLossError: the loss became NaN/inf (names the step).
+    """
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps <= 0:
+        raise ConfigError(describe("steps", "a positive integer", steps))
+    if not isinstance(model, nn.Module):
+        raise ConfigError(describe("model", "a torch.nn.Module", type(model).__name__))
+    objective = _as_objective(objective)
+    if param is None:
+        from ..parameterizations.pixel import PixelImage
+        param = PixelImage(227, seed=seed)
+    param = _as_param(param)
+    optimizer = _as_optimizer(optimizer)
+    model_device = _device_of(model)
+    device = torch.device(device) if device is not None else model_device
+    if device is not None:
+        for name, module in (("model", model), ("param", param)):
+            d = _device_of(module)
+            if d is not None and d != device:
+                raise ConfigError(describe(name, f"on device {device}", str(d),
+                                           "Move the model and the parameterization (and its generator) with .to(device)."))
+    if getattr(param, "model_space", None) is None and hasattr(model, "input_space"):
+        param.model_space = model.input_space
+    gen = torch.Generator()
+    if seed is not None:
+        gen.manual_seed(int(seed))
+        torch.manual_seed(int(seed))
+        np.random.seed(int(seed) % 2**32)
+    frozen_modules = [model] + list(getattr(param, "frozen_modules", lambda: [])())
+    inplace_ctx = preserve_pre_activations(model) if preserve_pre_relu else contextlib.nullcontext()
+    bar = tqdm(total=int(steps), disable=not progress, desc="render", leave=False)
+    problem = _RenderProblem(model, objective, param, _Transforms(transforms, gen), int(steps), list(callbacks), bar)
+    interrupted = False
+    start = time.perf_counter()
+    try:
+        with frozen(*frozen_modules), inplace_ctx:
+            problem.transforms.resample()
+            problem.validate()
+            with ActivationCapture(model, problem.layers, stop_early=stop_early) as cap:
+                problem.capture = cap
+                start = time.perf_counter()
+                try:
+                    optimizer.run(problem)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    log.warning("render interrupted at step %d; returning the result so far", problem.step)
+                wall = time.perf_counter() - start
+                result = _collect(problem, wall, interrupted)
+    finally:
+        bar.close()
+        for t in param.tensors():
+            t.grad = None
+    for cb in callbacks:
+        if hasattr(cb, "images") and isinstance(cb.images, dict):
+            result.snapshots.update(cb.images)
+    result.settings.update({"steps": int(steps), "seed": seed, "optimizer": repr(optimizer),
+                            "param": repr(param), "layers": problem.layers})
+    return result
+
+
+def _collect(problem: _RenderProblem, wall: float, interrupted: bool) -> RenderResult:
+    param = problem.param
+    with torch.no_grad():
+        problem.transforms.items = []  # the final pass sees the image without transforms
+        x = param()
+        capture = problem.capture
+        if capture is not None and capture.names:
+            capture.run(x)
+        T = ActivationAccessor(problem.model, capture.features if capture else {}, x)
+        loss = problem.objective(T)
+        act = T.reports.get("activation")
+        final_act = (act.float().cpu().numpy() if act is not None
+                     else np.full(param.batch_size, -float(loss) / param.batch_size, dtype=np.float32))
+        images = param.to_rgb(x).detach().float().cpu().numpy()
+    variable = param.tensors()[0].detach()
+    n_hist = len(problem.activation_history)
+    acts = np.stack(problem.activation_history) if n_hist else np.zeros((0, param.batch_size), np.float32)
+    return RenderResult(images=images, raw=variable.float().cpu().numpy(), model_input=x.detach().float().cpu().numpy(),
+                        loss_history=np.asarray(problem.loss_history, dtype=np.float64), activation_history=acts,
+                        final_activation=final_act, final_params=variable.clone(), n_evals=problem.n_evals,
+                        steps=n_hist, wall_time=wall, interrupted=interrupted)

@@ -1,0 +1,139 @@
+"""Render many units with one or more variants and save them as cnnpref's scripts did.
+
+Used by the ``lucent-dgn render`` command, the demo and the example runs: one PNG per unit
+(``normalise(clip_extreme(img, 0.04))``, cnnpref's saving rule), the raw RGB array as ``.npy``,
+a labelled grid PNG (variants x units) and a JSON file with every setting, the seed, package
+versions, final activations and timings. Every file is written atomically.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._io import ensure_writable_dir, save_json, save_npy
+from .cnnpref.presets import VARIANTS
+from .cnnpref.receptive_field import receptive_field_mask
+from .errors import ConfigError, describe
+from .layers import layer_shape, resolve_layer
+from .objectives.masks import unit_masks
+from .render.result import RenderResult
+from .viz import save_grid, save_png
+
+__all__ = ["unit_mask_batch", "render_units", "save_units", "versions"]
+
+DGN_VARIANTS = ("dgn_gd", "dgn_lbfgs")
+
+
+def versions() -> Dict[str, str]:
+    """Versions of Python and the packages a render depends on."""
+    import importlib.metadata as md
+    out = {"python": platform.python_version(), "machine": platform.machine()}
+    for name in ("lucent-dgn", "torch", "torchvision", "torch-lucent", "captum", "numpy", "scipy"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    out["torch_threads"] = str(torch.get_num_threads())
+    return out
+
+
+def unit_mask_batch(model: nn.Module, layer: Any, units: Sequence[int], input_size: int,
+                    channels: int = 3) -> torch.Tensor:
+    """One-unit masks (B, *feature_shape): for each channel in ``units`` its spatial centre unit."""
+    shape = layer_shape(model, layer, (channels, input_size, input_size))
+    return unit_masks(shape, list(units))
+
+
+def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: str, *,
+                 generator: Optional[nn.Module] = None, settings: Optional[Mapping[str, Any]] = None,
+                 input_size: Optional[int] = None, channels: int = 3, seed: int = 0, batch: bool = True,
+                 progress: bool = True) -> RenderResult:
+    """Render the centre unit of each channel in ``units`` with one variant.
+
+    Args:
+        variant: ``"gd"``, ``"lbfgs"``, ``"dgn_gd"`` or ``"dgn_lbfgs"``.
+        generator: required by the DGN variants.
+        settings: keyword arguments of the variant's recipe (e.g. ``EXAMPLE_SETTINGS[...]``).
+        batch: render all units in one batch (True) or one by one (False); the result is stacked.
+    """
+    if variant not in VARIANTS:
+        raise ConfigError(describe("variant", f"one of {list(VARIANTS)}", variant))
+    if variant in DGN_VARIANTS and generator is None:
+        raise ConfigError(describe("generator", f"a generator for variant {variant!r}", None))
+    size = int(input_size or getattr(model, "input_size", 227))
+    masks = unit_mask_batch(model, layer, units, size, channels)
+    kwargs = dict(settings or {})
+    weight = kwargs.pop("weight", 1.0)
+    kwargs.setdefault("seed", seed)
+    kwargs["progress"] = progress
+    fn = VARIANTS[variant]
+    args = (model, generator) if variant in DGN_VARIANTS else (model,)
+    if batch:
+        return fn(*args, layer, masks, weight, batch=len(units), **kwargs)
+    parts = [fn(*args, layer, masks[i], weight, **kwargs) for i in range(len(units))]
+    return _stack(parts)
+
+
+def _stack(parts: List[RenderResult]) -> RenderResult:
+    first = parts[0]
+    steps = min(len(p.loss_history) for p in parts)
+    return RenderResult(
+        images=np.concatenate([p.images for p in parts]), raw=np.concatenate([p.raw for p in parts]),
+        model_input=np.concatenate([p.model_input for p in parts]),
+        loss_history=np.sum([p.loss_history[:steps] for p in parts], axis=0),
+        activation_history=np.concatenate([p.activation_history[:steps] for p in parts], axis=1),
+        final_activation=np.concatenate([p.final_activation for p in parts]),
+        final_params=torch.cat([p.final_params for p in parts]), n_evals=sum(p.n_evals for p in parts),
+        steps=steps, wall_time=sum(p.wall_time for p in parts), interrupted=any(p.interrupted for p in parts),
+        settings=dict(first.settings, batched=False))
+
+
+def save_units(out_dir: Any, results: Mapping[str, RenderResult], layer: str, units: Sequence[int],
+               unit_labels: Optional[Sequence[str]] = None, extra: Optional[Dict[str, Any]] = None,
+               rf_masks: Optional[np.ndarray] = None, grid_name: str = "grid.png", cell: int = 96) -> Dict[str, Any]:
+    """Save every variant's images (PNG + .npy), a grid (variants x units) and ``settings.json``.
+
+    Args:
+        results: variant name -> RenderResult (N = len(units) images each).
+        rf_masks: optional (N, H, W, 1 or 3) receptive-field masks; masked copies are saved too.
+
+    Returns:
+        the record written to ``settings.json`` (paths, activations, timings, settings, versions).
+    """
+    out = ensure_writable_dir(out_dir, "out_dir")
+    labels = list(unit_labels) if unit_labels else [str(u) for u in units]
+    record: Dict[str, Any] = {"layer": layer, "units": list(map(int, units)), "labels": labels, "variants": {},
+                              "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    grid_images = []
+    for variant, result in results.items():
+        files = []
+        for i, unit in enumerate(units):
+            stem = f"preferred_img_{variant}_layer_{layer}_unit_{unit}"
+            img = result.images[i]
+            files.append(str(save_png(out / f"{stem}.png", img).name))
+            save_npy(out / f"{stem}.npy", img * 255.0)
+            if rf_masks is not None:
+                save_png(out / f"{stem}_masked.png", _masked_png(img, rf_masks[i]))
+            grid_images.append(img)
+        record["variants"][variant] = {
+            "files": files, "final_activation": result.final_activation.tolist(), "steps": result.steps,
+            "n_evals": result.n_evals, "wall_time_s": round(result.wall_time, 3),
+            "settings": {k: v for k, v in result.settings.items()}}
+    save_grid(out / grid_name, grid_images, ncols=len(units), row_labels=list(results), col_labels=labels, cell=cell)
+    record["grid"] = grid_name
+    record.update(extra or {})
+    save_json(out / "settings.json", record)
+    return record
+
+
+def _masked_png(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    from .viz import to_uint8
+    u8 = to_uint8(img)
+    m = mask if mask.shape[-1] == u8.shape[-1] else np.repeat(mask[..., :1], u8.shape[-1], -1)
+    return (u8 * m).astype(np.uint8)

@@ -1,0 +1,114 @@
+"""Showing and saving images: cnnpref's PNG normalisation, labelled grids, snapshots.
+
+Nothing here runs inside the render loop.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ._io import atomic_path, ensure_writable_dir
+from .errors import ShapeError, describe
+
+__all__ = ["to_uint8", "save_png", "make_grid", "save_grid", "save_snapshots", "clip_extreme_pixel", "normalise_img"]
+
+
+def normalise_img(img: np.ndarray) -> np.ndarray:
+    """cnnpref's ``normalise_img``: global min -> 0, max -> 255, uint8 by truncation; constant -> 0."""
+    img = np.asarray(img, dtype=np.float64)
+    img = img - img.min()
+    top = img.max()
+    if top > 0:
+        img = img * (255.0 / top)
+    return img.astype(np.uint8)
+
+
+def clip_extreme_pixel(img: np.ndarray, pct: float = 1.0) -> np.ndarray:
+    """cnnpref's ``clip_extreme_pixel``: clip jointly to [P_{pct/2}, P_{100-pct/2}] of all values."""
+    pct = float(np.clip(pct, 0.0, 100.0))
+    img = np.asarray(img)
+    lo, hi = np.percentile(img, [pct / 2.0, 100.0 - pct / 2.0])
+    return np.clip(img, lo, hi)
+
+
+def to_uint8(img: np.ndarray, mode: str = "cnnpref", pct: float = 0.04) -> np.ndarray:
+    """Convert one image (H, W, 3) or (H, W) to uint8 for saving.
+
+    Args:
+        img: float image; 0-1 or 0-255 scale (``mode='cnnpref'`` does not care).
+        mode: ``"cnnpref"`` -- ``normalise_img(clip_extreme_pixel(img, pct))`` as cnnpref's scripts
+            save (contrast stretched); ``"clip"`` -- clip a 0-1 image to [0, 1] and scale to 255
+            (true colours).
+    """
+    img = np.asarray(img)
+    if mode == "cnnpref":
+        return normalise_img(clip_extreme_pixel(img, pct))
+    if mode == "clip":
+        return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    raise ValueError(describe("mode", "'cnnpref' or 'clip'", mode))
+
+
+def save_png(path: Union[str, os.PathLike], img: np.ndarray, mode: str = "cnnpref") -> Path:
+    """Save an image as PNG atomically (uint8 arrays are saved as they are)."""
+    arr = np.asarray(img)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise ShapeError(describe("img", "an image (H, W), (H, W, 1) or (H, W, 3)", arr.shape))
+    if arr.dtype != np.uint8:
+        arr = to_uint8(arr, mode)
+    target = Path(path)
+    ensure_writable_dir(target.parent, "path")
+    with atomic_path(target) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+    return target
+
+
+def make_grid(images: Sequence[np.ndarray], ncols: int, row_labels: Optional[Sequence[str]] = None,
+              col_labels: Optional[Sequence[str]] = None, cell: int = 96, pad: int = 2,
+              mode: str = "cnnpref") -> np.ndarray:
+    """Tile images (each (H, W, 3) float or uint8) into a labelled grid, (H', W', 3) uint8.
+
+    Images are resized to ``cell`` x ``cell`` (nearest neighbour keeps small images crisp).
+    """
+    n = len(images)
+    if n == 0:
+        raise ShapeError(describe("images", "at least one image", 0))
+    nrows = (n + ncols - 1) // ncols
+    font = ImageFont.load_default()
+    left = 0 if not row_labels else 8 + 7 * max(len(s) for s in row_labels)
+    top = 0 if not col_labels else 16
+    width = left + ncols * (cell + pad) + pad
+    height = top + nrows * (cell + pad) + pad
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, img in enumerate(images):
+        arr = np.asarray(img)
+        if arr.dtype != np.uint8:
+            arr = to_uint8(arr, mode)
+        if arr.ndim == 2:
+            arr = np.stack([arr] * 3, -1)
+        tile = Image.fromarray(arr[..., :3]).resize((cell, cell), Image.NEAREST)
+        r, c = divmod(i, ncols)
+        canvas.paste(tile, (left + pad + c * (cell + pad), top + pad + r * (cell + pad)))
+    for r, label in enumerate(row_labels or []):
+        draw.text((4, top + pad + r * (cell + pad) + cell // 2 - 5), str(label), fill=(0, 0, 0), font=font)
+    for c, label in enumerate(col_labels or []):
+        draw.text((left + pad + c * (cell + pad) + 2, 2), str(label)[: max(1, cell // 6)], fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
+
+
+def save_grid(path: Union[str, os.PathLike], images: Sequence[np.ndarray], ncols: int, **kwargs) -> Path:
+    """:func:`make_grid` then :func:`save_png`."""
+    return save_png(path, make_grid(images, ncols, **kwargs))
+
+
+def save_snapshots(folder: Union[str, os.PathLike], snapshots: Dict[int, np.ndarray], item: int = 0,
+                   mode: str = "cnnpref") -> List[Path]:
+    """Save snapshots of one batch item as ``%05d.png`` (cnnpref's numbering)."""
+    out = ensure_writable_dir(folder, "folder")
+    return [save_png(out / f"{step:05d}.png", imgs[item], mode) for step, imgs in sorted(snapshots.items())]
