@@ -13,26 +13,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ._io import atomic_path, ensure_writable_dir
 from .errors import ShapeError, describe
+from .render.image_ops import clip_extreme_pixel, normalise_img
 
 __all__ = ["to_uint8", "save_png", "make_grid", "save_grid", "save_snapshots", "clip_extreme_pixel", "normalise_img"]
-
-
-def normalise_img(img: np.ndarray) -> np.ndarray:
-    """cnnpref's ``normalise_img``: global min -> 0, max -> 255, uint8 by truncation; constant -> 0."""
-    img = np.asarray(img, dtype=np.float64)
-    img = img - img.min()
-    top = img.max()
-    if top > 0:
-        img = img * (255.0 / top)
-    return img.astype(np.uint8)
-
-
-def clip_extreme_pixel(img: np.ndarray, pct: float = 1.0) -> np.ndarray:
-    """cnnpref's ``clip_extreme_pixel``: clip jointly to [P_{pct/2}, P_{100-pct/2}] of all values."""
-    pct = float(np.clip(pct, 0.0, 100.0))
-    img = np.asarray(img)
-    lo, hi = np.percentile(img, [pct / 2.0, 100.0 - pct / 2.0])
-    return np.clip(img, lo, hi)
 
 
 def to_uint8(img: np.ndarray, mode: str = "cnnpref", pct: float = 0.04) -> np.ndarray:
