@@ -17,6 +17,41 @@ from .errors import ConfigError, LucentDGNError, describe
 __all__ = ["main", "load_model_by_name", "load_generator_by_name"]
 
 VARIANT_NAMES = ("gd", "lbfgs", "dgn_gd", "dgn_lbfgs")
+SHIPPED_MODELS = ("fashion", "fashion-judge")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (no usage block) and exit with status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _check_model_name(name: str) -> None:
+    """Fail on an unknown ``--model`` before anything is loaded."""
+    from .models.zoo import available_models
+    known = list(SHIPPED_MODELS) + available_models()
+    if name not in known:
+        import difflib
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = ("Did you mean " + ", ".join(map(repr, close)) + "?") if close else \
+            "Run `python -c 'import lucent_dgn.models as m; print(m.available_models())'` for the names."
+        raise ConfigError(describe("--model", "'fashion', 'fashion-judge', 'bvlc_alexnet' or a torchvision "
+                                   "classifier name", name, hint))
+
+
+def _check_run_args(args: argparse.Namespace) -> None:
+    """Check --threads and --device before any work."""
+    import torch
+    if args.threads < 1:
+        raise ConfigError(describe("--threads", "a positive integer", args.threads))
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(describe("--device", "a torch device such as 'cpu' or 'cuda:0'", args.device)) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(describe("--device", "an available device", args.device, "No CUDA device is available; "
+                                   "use --device cpu."))
 
 
 def load_model_by_name(name: str, weights: Optional[str] = None):
@@ -57,6 +92,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from .cnnpref.presets import EXAMPLE_SETTINGS
     from .runs import render_units, save_units
     from ._io import ensure_writable_dir
+    _check_run_args(args)
     torch.set_num_threads(args.threads)
     out = ensure_writable_dir(args.out, "--out")  # fail before any work
     units = _units(args.units)
@@ -64,6 +100,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         raise ConfigError(describe("--units", "at least one unit", args.units))
     if args.steps is not None and args.steps <= 0:
         raise ConfigError(describe("--steps", "a positive integer", args.steps))
+    _check_model_name(args.model)
     model = load_model_by_name(args.model, args.weights).to(args.device)
     generator = None
     if any(v.startswith("dgn") for v in args.variant):
@@ -86,6 +123,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 def _cmd_layers(args: argparse.Namespace) -> int:
     from .layers import layer_shapes, list_layers
+    _check_model_name(args.model)
     model = load_model_by_name(args.model, args.weights)
     size = args.size or int(getattr(model, "input_size", 224))
     channels = getattr(getattr(model, "input_space", None), "channels", 3)
@@ -115,7 +153,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lucent-dgn", description="Preferred images for CNN units (cnnpref's "
+    parser = _Parser(prog="lucent-dgn", description="Preferred images for CNN units (cnnpref's "
                                      "four algorithms on Lucent).")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -63,7 +63,10 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
         batch: render all units in one batch (True) or one by one (False); the result is stacked.
     """
     if variant not in VARIANTS:
-        raise ConfigError(describe("variant", f"one of {list(VARIANTS)}", variant))
+        import difflib
+        close = difflib.get_close_matches(str(variant), list(VARIANTS), n=1)
+        raise ConfigError(describe("variant", f"one of {list(VARIANTS)}", variant,
+                                   f"Did you mean {close[0]!r}?" if close else ""))
     if variant in DGN_VARIANTS and generator is None:
         raise ConfigError(describe("generator", f"a generator for variant {variant!r}", None))
     size = int(input_size or getattr(model, "input_size", 227))

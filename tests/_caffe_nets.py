@@ -6,16 +6,20 @@ convolutions without padding, PReLU per channel, max pooling with Caffe's ceil r
 order. Module names are those of facenet-pytorch's copies. The Caffe models were trained on
 transposed images (x and y swapped), so their face/non-face scores are meant for transposed input.
 
-``MAPPINGS[net]`` maps each Caffe layer name to the module prefix here.
+``MAPPINGS[net]`` maps each Caffe layer name to the module prefix here;
+:func:`expected_blob_shapes` infers every layer's blob shapes from a prototxt's text.
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import math
+import re
+from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
 
-__all__ = ["PNet", "RNet", "ONet", "NETS", "MAPPINGS", "INPUT_SIZES"]
+__all__ = ["PNet", "RNet", "ONet", "NETS", "MAPPINGS", "INPUT_SIZES", "prototxt_layers",
+           "expected_blob_shapes"]
 
 
 class PNet(nn.Module):
@@ -96,3 +100,46 @@ MAPPINGS: Dict[str, Dict[str, str]] = {
              "prelu3": "prelu3", "conv4": "conv4", "prelu4": "prelu4", "conv5": "dense5", "prelu5": "prelu5",
              "conv6-1": "dense6_1", "conv6-2": "dense6_2", "conv6-3": "dense6_3"},
 }
+
+
+def prototxt_layers(text: str) -> List[dict]:
+    """Layers of a prototxt: name, type, bottoms, tops and the integer parameters."""
+    text = re.sub(r"#[^\n]*", "", text)
+    layers = []
+    for match in re.finditer(r"\blayers?\s*\{", text):
+        depth, i = 1, match.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        block = text[match.end(): i - 1]
+        get = lambda key: re.findall(rf"\b{key}\s*:\s*\"?([\w./-]+)\"?", block)  # noqa: E731
+        ints = {k: int(get(k)[0]) for k in ("num_output", "kernel_size", "stride", "pad") if get(k)}
+        layers.append(dict(name=get("name")[0], type=get("type")[0], bottoms=get("bottom"), tops=get("top"),
+                           **ints))
+    return layers
+
+
+def expected_blob_shapes(text: str) -> Dict[str, List[Tuple[int, ...]]]:
+    """Caffe blob shapes of every layer with weights, by shape inference over the prototxt."""
+    _, channels, height, width = (int(d) for d in re.findall(r"input_dim\s*:\s*(\d+)", text))
+    blobs = {re.search(r'input\s*:\s*"(\w+)"', text).group(1): (channels, height, width)}
+    shapes = {}
+    for layer in prototxt_layers(text):
+        src = blobs[layer["bottoms"][0]]
+        k, s, p = layer.get("kernel_size", 1), layer.get("stride", 1), layer.get("pad", 0)
+        out = src
+        if layer["type"] == "Convolution":
+            n = layer["num_output"]
+            shapes[layer["name"]] = [(n, src[0], k, k), (n,)]
+            out = (n, (src[1] + 2 * p - k) // s + 1, (src[2] + 2 * p - k) // s + 1)
+        elif layer["type"] == "Pooling":  # Caffe rounds pooled sizes up
+            out = (src[0], -(-(src[1] + 2 * p - k) // s) + 1, -(-(src[2] + 2 * p - k) // s) + 1)
+        elif layer["type"] == "PReLU":
+            shapes[layer["name"]] = [(src[0],)]
+        elif layer["type"] == "InnerProduct":
+            n = layer["num_output"]
+            shapes[layer["name"]] = [(n, math.prod(src)), (n,)]
+            out = (n,)
+        for top in layer["tops"]:
+            blobs[top] = out
+    return shapes

@@ -137,6 +137,7 @@ def test_torchvision_weights_from_explicit_path(tmp_path):
     model = load_model("mobilenet_v3_small", weights=tmp_path / "mine.pth")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), source.state_dict().values()))
     assert len(model.categories) == 1000 and not any(p.requires_grad for p in model.parameters())
+    assert model.weights_name == str(tmp_path / "mine.pth")
 
 
 def test_torchvision_offline_error_names_hub_cache(tmp_path, monkeypatch):
@@ -158,6 +159,7 @@ def test_mobilenet_v2_real_weights_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     model = load_model("mobilenet_v2", cache_dir=tmp_path)
     assert model.input_size == 224 and model.categories[1] == "goldfish"
+    assert model.weights_name == "MobileNet_V2_Weights.IMAGENET1K_V1"  # the offline file, not the V2 default
     matplotlib = pytest.importorskip("matplotlib")
     from PIL import Image
 

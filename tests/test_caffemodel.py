@@ -1,7 +1,6 @@
 """Caffe .caffemodel reading, writing and conversion (synthetic files and the real MTCNN files)."""
 from __future__ import annotations
 
-import math
 import re
 import struct
 from pathlib import Path
@@ -63,8 +62,9 @@ def assert_tiny_loaded(state: dict, blobs: dict) -> None:
     net = Tiny()
     net.load_state_dict(state, strict=True)
     for caffe_name, prefix in TINY_MAP.items():
-        params = [getattr(net.get_submodule(prefix), n).detach() for n in ("weight", "bias")][: len(blobs[caffe_name])]
-        for param, blob in zip(params, blobs[caffe_name]):
+        module = net.get_submodule(prefix)
+        for name, blob in zip(("weight", "bias"), blobs[caffe_name]):
+            param = getattr(module, name).detach()
             assert torch.equal(param, torch.from_numpy(blob).reshape(param.shape))
     assert torch.isfinite(net(torch.ones(1, 3, 6, 6))).all()
 
@@ -165,7 +165,8 @@ def test_legacy_v1_file_converts(tmp_path):
         v1_layer("conv1", 4, [v1_blob(conv_w, conv_w.shape), v1_blob(conv_b, (1, 1, 1, 4), "unpacked")],
                  "data", "conv1"),  # CONVOLUTION = 4
         v1_layer("relu1", 18, [], "conv1", "conv1"),  # RELU = 18
-        v1_layer("deconv1", 39, [v1_blob(b, s) for b, s in zip(blobs["deconv1"], [(4, 1, 4, 4), (1, 1, 1, 2)])],
+        v1_layer("deconv1", 39, [v1_blob(blobs["deconv1"][0], (4, 1, 4, 4)),
+                                 v1_blob(blobs["deconv1"][1], (1, 1, 1, 2))],
                  "conv1", "deconv1"),  # DECONVOLUTION = 39
         v1_layer("fc1", 14, [v1_blob(fc_w, (1, 1, 5, 128), "double"), v1_blob(fc_b, (1, 1, 1, 5))],
                  "deconv1", "fc1"),  # INNER_PRODUCT = 14
@@ -185,20 +186,22 @@ def test_legacy_v1_file_converts(tmp_path):
 
 def test_v0_layers_nested_in_v1_entries(tmp_path):
     weight = np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)
-    v0 = pb.string_field(1, "ip") + pb.string_field(2, "innerproduct") + pb.len_field(50, v1_blob(weight, weight.shape))
+    v0 = pb.string_field(1, "ip") + pb.string_field(2, "innerproduct")  # V0: name = 1, type = 2
+    v0 += pb.len_field(50, v1_blob(weight, weight.shape))  # V0: blobs = 50
     path = tmp_path / "v0.caffemodel"
     path.write_bytes(pb.len_field(2, pb.len_field(1, v0) + pb.string_field(2, "x")))
     layer = read_caffemodel(path).layer("ip")
     assert layer.type == "InnerProduct" and layer.bottoms == ["x"]
-    state = caffemodel_to_state_dict(path, {"ip": "fc"}, target=nn.Linear(3, 2, bias=False))
-    assert torch.equal(state["fc.weight"], torch.arange(6.0).reshape(2, 3))
+    state = caffemodel_to_state_dict(path, {"ip": ""}, target=nn.Linear(3, 2, bias=False))
+    assert torch.equal(state["weight"], torch.arange(6.0).reshape(2, 3))
 
 
 def test_conv_blob_fits_a_linear_target(tmp_path):
     weight = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2)
     model = CaffeModel("m", [CaffeLayer("fc", "Convolution", [weight, np.zeros((1, 1, 1, 2), np.float32)])])
     state = caffemodel_to_state_dict(model, {"fc": ""}, target=nn.Linear(12, 2))
-    assert torch.equal(state["weight"], torch.from_numpy(weight.reshape(2, 12))) and state["bias"].shape == (2,)
+    assert torch.equal(state["weight"], torch.from_numpy(weight.reshape(2, 12)))
+    assert state["bias"].shape == (2,)
 
 
 # ----------------------------------------------------------------------------------------- errors
@@ -208,11 +211,12 @@ def test_missing_file_is_weights_not_found(tmp_path):
 
 
 def test_every_truncation_is_reported_with_path_and_offset(tmp_path):
-    layers = tiny_layers(tiny_blobs())
+    layers = tiny_layers(tiny_blobs())[:3]  # data, conv1, relu1: about 500 bytes
     data = write_caffemodel(tmp_path / "full.caffemodel", layers).read_bytes()
     ends, pos = set(), 0  # offsets where a whole top-level layer entry ends: a valid shorter net
     for layer in layers:
-        pos += len(pb.len_field(100, pb.encode_layer(layer.name, layer.type, layer.blobs, layer.bottoms, layer.tops)))
+        entry = pb.encode_layer(layer.name, layer.type, layer.blobs, layer.bottoms, layer.tops)
+        pos += len(pb.len_field(100, entry))
         ends.add(pos)
     cut_path = tmp_path / "cut.caffemodel"
     for cut in range(1, len(data)):
@@ -259,9 +263,10 @@ def test_missing_layer_and_wrong_shape_name_the_layer(tmp_path):
         caffemodel_to_state_dict(model, {**TINY_MAP, "fc7": "classifier"}, target=Tiny())
     with pytest.raises(CorruptWeightsError, match="lacks weights for layer 'relu1'"):
         caffemodel_to_state_dict(model, {"relu1": "features.1"})
-    blobs["fc1"][0] = np.zeros((5, 64), np.float32)
+    bad = tiny_blobs()
+    bad["fc1"][0] = np.zeros((5, 64), np.float32)
     with pytest.raises(CorruptWeightsError, match=r"'fc1'.*\(5, 64\).*expects \(5, 128\)"):
-        caffemodel_to_state_dict(CaffeModel("tiny", tiny_layers(blobs)), TINY_MAP, target=Tiny())
+        caffemodel_to_state_dict(CaffeModel("tiny", tiny_layers(bad)), TINY_MAP, target=Tiny())
     partial = {k: v for k, v in TINY_MAP.items() if k != "prelu1"}
     state = caffemodel_to_state_dict(model, partial, target=Tiny())  # unmapped modules are not checked
     assert "features.3.weight" not in state
@@ -272,6 +277,11 @@ def test_missing_layer_and_wrong_shape_name_the_layer(tmp_path):
         caffemodel_to_state_dict(model, {"conv1": "features.1"}, target=Tiny())
     with pytest.raises(ConfigError, match="features.0.weight"):
         caffemodel_to_state_dict(model, {"conv1": "features.0", "deconv1": "features.0"})
+    with pytest.raises(CorruptWeightsError, match="'fc7'.*Layers with weights: conv1, deconv1, prelu1, fc1"):
+        model.layer("fc7")
+    norm = CaffeModel("bn", [CaffeLayer("bn1", "BatchNorm", [np.zeros(2), np.ones(2), np.ones(1)])])
+    with pytest.raises(CorruptWeightsError, match=r"'bn1' \(BatchNorm\) has 3 blobs"):
+        caffemodel_to_state_dict(norm)
 
 
 # ------------------------------------------------------------------------------- saving and CLI
@@ -305,48 +315,6 @@ def test_cli_lists_and_converts(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------- real MTCNN files
-def prototxt_layers(text: str) -> list:
-    """Layers of a prototxt: name, type, bottoms, tops and the integer parameters."""
-    text = re.sub(r"#[^\n]*", "", text)
-    layers = []
-    for match in re.finditer(r"\blayers?\s*\{", text):
-        depth, i = 1, match.end()
-        while depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        block = text[match.end(): i - 1]
-        get = lambda key: re.findall(rf"\b{key}\s*:\s*\"?([\w./-]+)\"?", block)  # noqa: E731
-        ints = {k: int(get(k)[0]) for k in ("num_output", "kernel_size", "stride", "pad") if get(k)}
-        layers.append(dict(name=get("name")[0], type=get("type")[0], bottoms=get("bottom"), tops=get("top"), **ints))
-    return layers
-
-
-def expected_blob_shapes(text: str) -> dict:
-    """Caffe blob shapes of every layer with weights, by shape inference over the prototxt."""
-    _, channels, height, width = (int(d) for d in re.findall(r"input_dim\s*:\s*(\d+)", text))
-    blobs = {re.search(r'input\s*:\s*"(\w+)"', text).group(1): (channels, height, width)}
-    shapes = {}
-    for layer in prototxt_layers(text):
-        src = blobs[layer["bottoms"][0]]
-        k, s, p = layer.get("kernel_size", 1), layer.get("stride", 1), layer.get("pad", 0)
-        out = src
-        if layer["type"] == "Convolution":
-            n = layer["num_output"]
-            shapes[layer["name"]] = [(n, src[0], k, k), (n,)]
-            out = (n, (src[1] + 2 * p - k) // s + 1, (src[2] + 2 * p - k) // s + 1)
-        elif layer["type"] == "Pooling":  # Caffe rounds pooled sizes up
-            out = (src[0], -(-(src[1] + 2 * p - k) // s) + 1, -(-(src[2] + 2 * p - k) // s) + 1)
-        elif layer["type"] == "PReLU":
-            shapes[layer["name"]] = [(src[0],)]
-        elif layer["type"] == "InnerProduct":
-            n = layer["num_output"]
-            shapes[layer["name"]] = [(n, math.prod(src)), (n,)]
-            out = (n,)
-        for top in layer["tops"]:
-            blobs[top] = out
-    return shapes
-
-
 @pytest.fixture(scope="module")
 def mtcnn():
     if not MTCNN.is_dir():
@@ -355,11 +323,19 @@ def mtcnn():
     return _caffe_nets
 
 
+def load_mtcnn(mtcnn, det: str) -> nn.Module:
+    """The PyTorch copy of ``det`` with the converted Caffe weights, loaded strictly, in eval mode."""
+    net = mtcnn.NETS[det]().eval()
+    state = caffemodel_to_state_dict(MTCNN / f"{det}.caffemodel", mtcnn.MAPPINGS[det], target=net)
+    net.load_state_dict(state, strict=True)
+    return net
+
+
 @needs_mtcnn
 @pytest.mark.parametrize("det", ["det1", "det2", "det3"])
-def test_mtcnn_blob_shapes_match_the_prototxt(det):
+def test_mtcnn_blob_shapes_match_the_prototxt(mtcnn, det):
     model = read_caffemodel(MTCNN / f"{det}.caffemodel")
-    expected = expected_blob_shapes((MTCNN / f"{det}.prototxt").read_text())
+    expected = mtcnn.expected_blob_shapes((MTCNN / f"{det}.prototxt").read_text())
     assert len(expected) == {"det1": 8, "det2": 10, "det3": 13}[det]
     for name, shapes in expected.items():
         assert [b.shape for b in model.layer(name).blobs] == shapes, name
@@ -370,8 +346,7 @@ def test_mtcnn_blob_shapes_match_the_prototxt(det):
 @pytest.mark.parametrize("det", ["det1", "det2", "det3"])
 def test_mtcnn_nets_load_strictly_and_give_probabilities(mtcnn, det):
     torch.manual_seed(0)
-    net = mtcnn.NETS[det]().eval()
-    net.load_state_dict(caffemodel_to_state_dict(MTCNN / f"{det}.caffemodel", mtcnn.MAPPINGS[det], target=net))
+    net = load_mtcnn(mtcnn, det)
     size = mtcnn.INPUT_SIZES[det]
     with torch.no_grad():
         outputs = net(torch.rand(3, 3, size, size) * 2 - 1)
@@ -383,8 +358,7 @@ def test_mtcnn_nets_load_strictly_and_give_probabilities(mtcnn, det):
 
 @needs_mtcnn
 def test_pnet_uses_caffe_ceil_pooling(mtcnn):
-    net = mtcnn.PNet().eval()
-    net.load_state_dict(caffemodel_to_state_dict(MTCNN / "det1.caffemodel", mtcnn.MAPPINGS["det1"], target=net))
+    net = load_mtcnn(mtcnn, "det1")
     with torch.no_grad():
         prob, box = net(torch.zeros(1, 3, 13, 13))  # conv 11 -> ceil((11 - 2) / 2) + 1 = 6 -> 2x2 map
     assert prob.shape == (1, 2, 2, 2) and box.shape == (1, 4, 2, 2)
@@ -400,13 +374,31 @@ def test_mtcnn_finds_a_real_face(mtcnn):
     photo = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
     boxes = {"face": (165, 135, 365, 335), "sky": (400, 0, 500, 100), "flag": (0, 0, 120, 120),
              "ribbons": (320, 470, 460, 540)}
-    for det, cls in mtcnn.NETS.items():
-        net = cls().eval()
-        net.load_state_dict(caffemodel_to_state_dict(MTCNN / f"{det}.caffemodel", mtcnn.MAPPINGS[det], target=net))
+    for det in mtcnn.NETS:
+        net = load_mtcnn(mtcnn, det)
         size = mtcnn.INPUT_SIZES[det]
-        crops = [np.asarray(photo.crop(box).resize((size, size), Image.BILINEAR), np.float32) for box in boxes.values()]
+        crops = [np.asarray(photo.crop(box).resize((size, size), Image.BILINEAR), np.float32)
+                 for box in boxes.values()]
         x = torch.from_numpy((np.stack(crops) - 127.5) / 128).permute(0, 3, 2, 1)  # (N, C, W, H): transposed
         with torch.no_grad():
             p_face = net(x)[0].reshape(len(boxes), 2)[:, 1]
         assert p_face[0] > 0.99, det
         assert (p_face[1:] < 0.2).all(), (det, p_face)
+
+
+def test_cli_arch_preset_converts_a_deepsim_pool5_file(tmp_path):
+    """--arch maps Caffe names and checks every tensor against the real architecture."""
+    from lucent_dgn.generators.deepsim import build_generator, caffe_layer_mapping
+    from lucent_dgn.generators.specs import deepsim_spec
+    import torch
+    spec = deepsim_spec("pool5")
+    gen = build_generator(spec)
+    sd = gen.state_dict()
+    layers = [CaffeLayer(caffe, "Deconvolution" if "deconv" in caffe or caffe.startswith("conv") else "Convolution",
+                         [sd[f"{prefix}.weight"].numpy(), sd[f"{prefix}.bias"].numpy()])
+              for caffe, prefix in caffe_layer_mapping(spec).items()]
+    src = write_caffemodel(tmp_path / "pool5.caffemodel", layers)
+    out = tmp_path / "pool5.pt"
+    assert convert_caffemodel_cli([str(src), str(out), "--arch", "deepsim-pool5"]) == 0
+    loaded = torch.load(out, weights_only=True)
+    assert set(loaded) == set(sd) and all(torch.equal(loaded[k], sd[k]) for k in sd)

@@ -98,10 +98,15 @@ def test_real_mobilenet_package_entry():
 
 
 def test_registry_entries():
-    assert W.REGISTRY["mobilenet_v2"].sha256.startswith("b0353104")
-    assert W.REGISTRY["bvlc-alexnet"].url == "http://dl.caffe.berkeleyvision.org/bvlc_alexnet.caffemodel"
+    assert W.get_weights_entry("mobilenet_v2").sha256.startswith("b0353104")  # built-ins load on demand
+    assert W.get_weights_entry("bvlc-alexnet").url == "http://dl.caffe.berkeleyvision.org/bvlc_alexnet.caffemodel"
     assert {f"deepsim-{v}" for v in ("fc6", "fc7", "fc8", "pool5")} <= set(W.REGISTRY)
     assert W.REGISTRY["deepsim-fc6"].sha256 is None  # unknown: downloads are not verified
+    added = W.register_weights(W.WeightsEntry("x-test", "x.bin"))
+    try:
+        assert W.get_weights_entry("x-test") is added and added.url is None and added.sha256 is None
+    finally:
+        del W.REGISTRY["x-test"]
     with pytest.raises(ConfigError, match="entry"):
         W.get_weights_entry("no-such-weights")
 

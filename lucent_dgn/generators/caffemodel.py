@@ -136,19 +136,15 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: PathLike) -> P
 
 # -------------------------------------------------------------------------------------- conversion
 def _layer_arrays(layer: CaffeLayer) -> Dict[str, np.ndarray]:
-    """Map a layer's blobs to PyTorch parameter names (suffixes after the module prefix)."""
-    blobs = layer.blobs
-    if len(blobs) > 2:
-        raise CorruptWeightsError(f"layer '{layer.name}' of type {layer.type!r} has {len(blobs)} blobs; "
-                                  "only weight and bias blobs (at most 2) can be converted.")
-    weight = blobs[0]
+    """Map a layer's blobs (at most 2) to PyTorch parameter names (suffixes after the prefix)."""
+    weight = layer.blobs[0]
     if layer.type == "InnerProduct" and weight.ndim > 2 and all(d == 1 for d in weight.shape[:-2]):
         weight = weight.reshape(weight.shape[-2:])  # legacy 4-D blob (1, 1, out, in) -> (out, in)
     elif layer.type in ("PReLU", "Scale"):
         weight = weight.ravel()  # (C,), or (1,) for a channel-shared PReLU
     out = {"weight": weight}
-    if len(blobs) == 2:
-        out["bias"] = blobs[1].ravel()  # legacy (1, 1, 1, out) -> (out,)
+    if len(layer.blobs) == 2:
+        out["bias"] = layer.blobs[1].ravel()  # legacy (1, 1, 1, out) -> (out,)
     return out
 
 
@@ -201,11 +197,16 @@ def caffemodel_to_state_dict(
     problems: List[str] = []
     out: Dict[str, torch.Tensor] = {}
     for caffe_name, prefix in mapping.items():
-        if caffe_name not in names or not model.layer(caffe_name).blobs:
-            what = "layer" if caffe_name not in names else "weights for layer"
+        layer = model.layer(caffe_name) if caffe_name in names else None
+        if layer is None or not layer.blobs:
+            what = "layer" if layer is None else "weights for layer"
             problems.append(f"caffemodel lacks {what} '{caffe_name}' needed for '{prefix}'")
             continue
-        for suffix, array in _layer_arrays(model.layer(caffe_name)).items():
+        if len(layer.blobs) > 2:
+            problems.append(f"layer '{caffe_name}' ({layer.type}) has {len(layer.blobs)} blobs; only "
+                            "weight and bias blobs can be converted")
+            continue
+        for suffix, array in _layer_arrays(layer).items():
             key = f"{prefix}.{suffix}" if prefix else suffix
             if key in out:
                 raise ConfigError(describe("mapping", "one Caffe layer per parameter", key,
@@ -218,12 +219,11 @@ def caffemodel_to_state_dict(
                 problems.append(f"layer '{caffe_name}' blob for '{key}' has shape {array.shape} "
                                 f"but the target expects {expected[key]}")
                 continue
-            out[key] = torch.from_numpy(np.ascontiguousarray(fitted))
-    if expected is not None:
-        for key in expected:
-            owner = next((p for p in mapping.values() if key.startswith(f"{p}." if p else "")), None)
-            if owner is not None and key not in out and not any(key in p for p in problems):
-                problems.append(f"target entry '{key}' (under '{owner}') gets no Caffe blob")
+            out[key] = torch.from_numpy(np.ascontiguousarray(fitted, dtype=np.float32))
+    for key in expected or ():
+        owner = next((p for p in mapping.values() if not p or key.startswith(f"{p}.")), None)
+        if owner is not None and key not in out and not any(f"'{key}'" in p for p in problems):
+            problems.append(f"target entry '{key}' (under '{owner}') gets no Caffe blob")
     if problems:
         raise CorruptWeightsError(describe(str(model.path or "caffemodel"), "a match for the mapping",
                                            "; ".join(problems), raw=True))
@@ -243,6 +243,24 @@ def _parse_map(items: Sequence[str]) -> Optional[Dict[str, str]]:
     return mapping
 
 
+def _alexnet_preset():
+    from ..models.alexnet import ALEXNET_CAFFE_MAPPING, BVLCAlexNet
+    return dict(ALEXNET_CAFFE_MAPPING), BVLCAlexNet()
+
+
+def _deepsim_preset(variant: str):
+    def build():
+        from .deepsim import build_generator, caffe_layer_mapping
+        from .specs import deepsim_spec
+        spec = deepsim_spec(variant)
+        return caffe_layer_mapping(spec), build_generator(spec)
+    return build
+
+
+_ARCH_PRESETS = {"bvlc_alexnet": _alexnet_preset, **{f"deepsim-{v}": _deepsim_preset(v)
+                                                     for v in ("fc6", "fc7", "fc8", "pool5")}}
+
+
 def convert_caffemodel_cli(argv: Optional[Sequence[str]] = None) -> int:
     """``convert-caffemodel INPUT.caffemodel [OUTPUT.pt] [--map NAME=PREFIX ...] [--list]``.
 
@@ -250,12 +268,15 @@ def convert_caffemodel_cli(argv: Optional[Sequence[str]] = None) -> int:
         0 on success, 1 when the file cannot be read or converted, 2 on a usage error.
     """
     parser = argparse.ArgumentParser(prog="convert-caffemodel",
-                                     description="Convert a Caffe .caffemodel to a PyTorch state dict.")
+                                     description="Convert a Caffe .caffemodel to a PyTorch state dict.",
+                                     epilog="Put --map after INPUT and OUTPUT: it takes every word after it.")
     parser.add_argument("input", help="binary .caffemodel file")
     parser.add_argument("output", nargs="?", help="PyTorch file to write (torch.save of a state dict)")
     parser.add_argument("--map", nargs="+", action="extend", default=[], metavar="NAME=PREFIX",
                         help="Caffe layer -> module prefix (default: every layer under its own name)")
     parser.add_argument("--list", action="store_true", help="print the layers and their blob shapes")
+    parser.add_argument("--arch", choices=sorted(_ARCH_PRESETS), default=None,
+                        help="map and check against a known architecture (bvlc_alexnet, deepsim-fc6 ...)")
     try:
         args = parser.parse_args(argv)
         if not args.list and not args.output:
@@ -270,7 +291,11 @@ def convert_caffemodel_cli(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"{layer.name:24s} {layer.type:16s} {shapes}".rstrip())
             if not args.output:
                 return 0
-        state = caffemodel_to_state_dict(model, _parse_map(args.map))
+        mapping, target = _parse_map(args.map), None
+        if args.arch:
+            preset_mapping, target = _ARCH_PRESETS[args.arch]()
+            mapping = {**preset_mapping, **(mapping or {})}
+        state = caffemodel_to_state_dict(model, mapping or None, target=target)
         save_state_dict(state, args.output)
     except (CorruptWeightsError, WeightsNotFoundError, ConfigError, OSError) as err:
         print(f"convert-caffemodel: error: {err}", file=sys.stderr)

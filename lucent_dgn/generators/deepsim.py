@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import ConfigError, CorruptWeightsError, ShapeError, describe
 from ..spaces import CaffeSpace
-from ..weights import load_into, load_weights_file, resolve_weights
+from ..weights import WeightsEntry, load_into, load_weights_file, register_weights, resolve_weights
 from .specs import GeneratorSpec, LayerSpec, deepsim_spec
 
 __all__ = [
@@ -40,6 +40,29 @@ __all__ = [
 ]
 
 WeightsArg = Union[None, str, "Path", Mapping[str, torch.Tensor]]
+
+_LUCENT_ONEDRIVE = "https://onedrive.live.com/download?cid=9CFFF6BCB39F6829&resid=9CFFF6BCB39F6829%21"
+_LUCENT_KEYS = {"pool5": ("45337", "AFaUAgeoIg0WtmA"), "fc6": ("45339", "AC2rQMt7Obr0Ba4"),
+                "fc7": ("45338", "AJ0R-daUAVYjQIw"), "fc8": ("45340", "AKIfNk7s5MGrRkU")}
+_FREIBURG_ZIP = ("https://lmb.informatik.uni-freiburg.de/resources/binaries/"
+                 "arxiv2016_alexnet_inversion_with_gans/release_deepsim_v0.zip")
+
+
+def _weights_entry(variant: str) -> WeightsEntry:
+    """Registry entry ``deepsim-<variant>``: Lucent's PyTorch copy (URL as in Lucent's gan.py)."""
+    resid, key = _LUCENT_KEYS[variant]
+    return WeightsEntry(
+        name=f"deepsim-{variant}", filename=f"upconvGAN_{variant}.pt",
+        url=f"{_LUCENT_ONEDRIVE}{resid}&authkey={key}",
+        alt_filenames=(f"deepsim_{variant}.pt", f"deepsim_{variant}.caffemodel"),
+        extra_dirs=("{torch_home}/checkpoints",),  # where Lucent's upconvGAN saves it
+        hint=(f"The URL is Lucent's PyTorch copy (no checksum is known, so it is not verified). "
+              f"The original Caffe weights are {variant}/generator.caffemodel inside {_FREIBURG_ZIP}; "
+              f"pass that file as weights=..., or convert it with `lucent-dgn convert-caffemodel`."))
+
+
+for _variant in ("fc6", "fc7", "fc8", "pool5"):
+    register_weights(_weights_entry(_variant))
 
 
 class Reshape(nn.Module):

@@ -28,9 +28,10 @@ from torch import nn
 
 from ..errors import CorruptWeightsError, describe
 from ..spaces import CaffeSpace
-from ..weights import load_into, load_weights_file, resolve_weights
+from ..weights import WeightsEntry, load_into, load_weights_file, register_weights, resolve_weights
 
-__all__ = ["BVLCAlexNet", "bvlc_alexnet", "ALEXNET_CAFFE_MAPPING", "ALEXNET_BDPY_KEYS", "load_alexnet_weights"]
+__all__ = ["BVLCAlexNet", "bvlc_alexnet", "ALEXNET_CAFFE_MAPPING", "ALEXNET_BDPY_KEYS", "WEIGHTS",
+           "load_alexnet_weights"]
 
 ALEXNET_CAFFE_MAPPING: Dict[str, str] = {name: name for name in
                                          ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")}
@@ -40,6 +41,14 @@ ALEXNET_BDPY_KEYS: Dict[str, str] = {
     "features.0": "conv1", "features.4": "conv2", "features.8": "conv3", "features.10": "conv4",
     "features.12": "conv5", "classifier.0": "fc6", "classifier.2": "fc7", "classifier.4": "fc8"}
 """bdpy ``AlexNet`` module prefix -> ours (bdpy's ``layer_map('alexnet')``)."""
+
+WEIGHTS = register_weights(WeightsEntry(
+    name="bvlc-alexnet", filename="bvlc_alexnet.caffemodel",
+    url="http://dl.caffe.berkeleyvision.org/bvlc_alexnet.caffemodel",
+    sha1="9116a64c0fbe4459d18f4bb6b56d647b63920377", alt_filenames=("bvlc_alexnet.pt",),
+    hint=("About 233 MB (Caffe model zoo; sha1 as listed there). A .caffemodel is read directly; "
+          "`lucent-dgn convert-caffemodel` turns it into bvlc_alexnet.pt once.")))
+"""The Caffe model zoo weights (sha256 unknown; the zoo's sha1 is checked on download)."""
 
 
 def _layers(num_classes: int) -> "OrderedDict[str, nn.Module]":
@@ -123,6 +132,6 @@ def bvlc_alexnet(weights: Union[None, str, Path, Mapping[str, torch.Tensor]] = N
     if weights is None:
         return model.eval()
     if isinstance(weights, str) and weights == "default":
-        weights = resolve_weights("bvlc-alexnet", cache_dir=cache_dir, download=download, progress=progress)
+        weights = resolve_weights(WEIGHTS, cache_dir=cache_dir, download=download, progress=progress)
     load_alexnet_weights(model, weights)
     return model.eval().requires_grad_(False)

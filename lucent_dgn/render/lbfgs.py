@@ -169,9 +169,21 @@ def _gather2(mat: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return rows.gather(2, order[:, None, :].expand(-1, m, -1))
 
 
+def _pos(t: torch.Tensor) -> torch.Tensor:
+    """1 where t > 0 else 0, as floats (float arithmetic: boolean masks are slower on CPU)."""
+    return torch.sign(t).clamp_(min=0)
+
+
+def _pick(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Rows of ``a`` where ``mask`` (B,) else rows of ``b``; no copy when the mask is uniform."""
+    if bool(mask.all()):
+        return a
+    return b if not bool(mask.any()) else torch.where(mask[:, None], a, b)
+
+
 class _History:
     """Per-item L-BFGS memory: pairs stacked in one (B, 2m, D) tensor (rows 0..m-1 = s, m.. = y),
-    their small Gram blocks s_i.y_j and y_i.y_j (float64), and insertion ages (-1 = empty slot)."""
+    their Gram blocks s_i.y_j and y_i.y_j (float64, (B, m, m)), insertion ages (-1 = empty)."""
 
     def __init__(self, b: int, d: int, m: int, like: torch.Tensor) -> None:
         kw64 = dict(dtype=torch.float64, device=like.device)
@@ -187,33 +199,37 @@ class _History:
 
     def reset(self, items: torch.Tensor) -> None:
         self.age = torch.where(items[:, None], -1, self.age)
-        self.count = torch.where(items, 0, self.count)
-        self.gamma = torch.where(items, 1.0, self.gamma)
+        self.count, self.gamma = torch.where(items, 0, self.count), torch.where(items, 1.0, self.gamma)
 
     def push(self, s: torch.Tensor, y: torch.Tensor, eps: float) -> None:
         """Queue pair (s, y) (B, D); it is kept only where s.y > eps * y.y."""
         sy, yy = (s * y).sum(1).double(), (y * y).sum(1).double()
         self.pending = (s, y, (sy > eps * yy) & torch.isfinite(sy) & torch.isfinite(yy))
 
+    def _insert(self, s, y, keep, slot, ar) -> None:
+        for rows, vec in ((slot, s), (slot + self.m, y)):
+            if bool(keep.all()):
+                self.store[ar, rows] = vec
+            else:
+                self.store[ar, rows] = torch.where(keep[:, None], vec, self.store[ar, rows])
+
     def hg(self, gf: torch.Tensor) -> torch.Tensor:
         """H @ gf per item (B, D): compact form of Byrd, Nocedal & Schnabel (1994), two passes."""
         m, ar = self.m, torch.arange(gf.shape[0], device=gf.device)
         if self.pending is None:
-            prods = torch.bmm(self.store, gf[:, :, None]).double()
+            prods = torch.bmm(gf[:, None, :], self.store.mT).mT.double()  # (B, 2m, 1)
         else:
             (s, y, keep), self.pending = self.pending, None
             slot = self.count % m
-            for rows, vec in ((slot, s), (slot + m, y)):
-                self.store[ar, rows] = torch.where(keep[:, None], vec, self.store[ar, rows])
-            prods = torch.bmm(self.store, torch.stack((s, y, gf), 2)).double()
+            self._insert(s, y, keep, slot, ar)
+            prods = torch.bmm(torch.stack((s, y, gf), 1), self.store.mT).mT.double()  # (B, 2m, 3)
             mask = torch.nn.functional.one_hot(slot, m).bool() & keep[:, None]
             r, c = mask[:, :, None], mask[:, None, :]
             self.sy = torch.where(c, prods[:, :m, 1, None], torch.where(r, prods[:, None, m:, 0], self.sy))
             self.yy = torch.where(c, prods[:, m:, 1, None], torch.where(r, prods[:, None, m:, 1], self.yy))
             self.age = torch.where(mask, self.count[:, None], self.age)
             self.count = self.count + keep.long()
-            sy_new = prods[ar, slot, 1]
-            self.gamma = torch.where(keep, sy_new / prods[ar, slot + m, 1], self.gamma)
+            self.gamma = torch.where(keep, prods[ar, slot, 1] / prods[ar, slot + m, 1], self.gamma)
         order = torch.argsort(self.age, dim=1)  # empty slots first, then oldest to newest
         v = self.age.gather(1, order) >= 0
         pair = v[:, :, None] & v[:, None, :]
@@ -228,41 +244,42 @@ class _History:
         p1 = torch.linalg.solve_triangular(rmat.mT, w[:, :, None], upper=False)[:, :, 0]
         coef = torch.zeros_like(prods[:, :, 0]).scatter(1, torch.cat((order, order + m), 1),
                                                          torch.cat((p1, -gam * u), 1))
-        out = torch.bmm(coef[:, None, :].to(gf.dtype), self.store)[:, 0]
-        return out.add_(gf * gam.to(gf.dtype))
+        return torch.baddbmm(gf[:, None, :] * gam[:, :, None].to(gf.dtype), coef[:, None, :].to(gf.dtype),
+                             self.store)[:, 0]
 
 
 class LBFGSB:
     """Bounded L-BFGS in torch (projected quasi-Newton); runs on the variable's device, no numpy.
 
-    Per item and iteration: the active set holds coordinates at a bound whose gradient points out
-    of the box; ``d = -H g`` on the free coordinates (0 on active ones), with H the L-BFGS inverse
-    Hessian of the last ``history_size`` pairs (compact form, two batched products over the
-    stacked history); a line search along the projected path ``P(x + a d)``: Armijo on the path,
-    weak Wolfe curvature on the still-moving coordinates, extrapolation (x2, up to the last
-    breakpoint) and safeguarded quadratic backtracking; first step ``min(1, 1/|d|)`` with an
-    empty history, else 1. Pairs with ``s.y <= curvature_eps * y.y`` are skipped. A failed line
-    search resets that item's history; failing with an empty history finishes the item. An item
-    finishes when ``max|x - P(x - g)| <= gtol`` or its loss decrease ``<= ftol * max(|f|, |f+|, 1)``
-    (SciPy's tests). The run stops when every item has finished. Without bounds: plain L-BFGS.
+    Per item and iteration: coordinates at a bound whose gradient points out of the box are
+    active; ``d = -H g`` on the free coordinates (0 on active ones), H = the L-BFGS inverse
+    Hessian of the last ``history_size`` pairs (compact form: two batched products over the
+    stacked history, no Python loop over pairs); then a line search on the projected path
+    ``P(x + a d)``: Armijo along the path, weak Wolfe curvature on the still-moving coordinates,
+    extrapolation (x4, up to the last breakpoint), safeguarded quadratic backtracking. First
+    step with an empty history: 1 if the item is boxed, else ``1/|d|`` (SciPy's rule). Pairs with
+    ``s.y <= curvature_eps * y.y`` are skipped. A failed line search resets the item's history;
+    failing again finishes the item. An item finishes when ``max|x - P(x - g)| <= gtol`` or its
+    loss decrease is ``<= ftol * max(|f|, |f+|, 1)`` (SciPy's tests); the run stops when all have.
+    Without bounds this is plain L-BFGS.
 
-    Batches: with ``per_item=True`` (default) every item has its own history, step size and
-    stopping state (uses ``problem.last_item_losses``; valid because item i's gradient depends on
-    item i only), so an item's path is the one it would follow alone; the batch shares evaluations,
-    so a step costs as many evaluations as its slowest item needs. ``per_item=False`` treats the
-    whole (N, ...) variable as one vector. Loss and gradient carry over from step to step (as in
-    SciPy): with random transforms per step they are those of the previous step's draw.
+    Batches: ``per_item=True`` (default) gives every item its own history, step and stopping
+    state (from ``problem.last_item_losses``; valid because item i's gradient depends on item i
+    only), so each item follows the path it would follow alone; evaluations are shared, so a step
+    costs what its slowest item needs. ``per_item=False`` treats the whole (N, ...) variable as one
+    vector. Loss and gradient carry over between steps (as in SciPy), so with random transforms
+    the first trial of step t is compared with step t-1's draw.
 
     Args:
         max_iter: iteration limit (default 500; also capped by ``problem.n_steps``).
         history_size: pairs kept (10). ftol, gtol: stopping tolerances (SciPy's defaults).
         max_ls: evaluations per line search (20). c1, c2: Armijo / curvature constants (1e-4, 0.9).
-        curvature_eps: pair-skipping threshold (1e-10). max_eval: stop after the step in which
-            this many evaluations are reached (None = no limit).
-        dtype: working dtype of x, gradients and history (None = the variable's, e.g. float64).
+        curvature_eps: pair-skipping threshold (1e-10).
+        max_eval: stop after the step that reaches this many evaluations (None: no limit).
+        dtype: working dtype of x, gradients and history (None = the variable's; e.g. float64).
         per_item: per-item histories (True) or one joint vector (False).
 
-    After ``run``: ``n_evals``, ``n_iter`` and ``finished`` ((B,) bool, items that converged).
+    After ``run``: ``n_evals``, ``n_iter`` and ``finished`` ((B,) bool: items that converged).
     """
 
     def __init__(self, max_iter: Optional[int] = 500, history_size: int = 10,
@@ -272,7 +289,8 @@ class LBFGSB:
                  per_item: bool = True) -> None:
         self.max_iter = None if max_iter is None else _pos_int("max_iter", max_iter)
         self.m, self.max_ls = _pos_int("history_size", history_size), _pos_int("max_ls", max_ls)
-        self.ftol, self.gtol, self.eps = _nonneg("ftol", ftol), _nonneg("gtol", gtol), _nonneg("curvature_eps", curvature_eps)
+        self.ftol, self.gtol = _nonneg("ftol", ftol), _nonneg("gtol", gtol)
+        self.eps = _nonneg("curvature_eps", curvature_eps)
         self.max_eval = None if max_eval is None else _pos_int("max_eval", max_eval)
         _check("c1, c2", (c1, c2), 0 < c1 < c2 < 1, "numbers with 0 < c1 < c2 < 1")
         _check("dtype", dtype, dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point),
@@ -284,98 +302,92 @@ class LBFGSB:
         return x if self._box is None else torch.clamp(x, self._box[0], self._box[1])
 
     def _evaluate(self, problem: Problem, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        var = problem.param.variable
+        var, n = problem.param.variable, x.shape[0]
         with torch.no_grad():
             var.copy_(x.reshape(var.shape))
         loss = problem.evaluate()
         self.n_evals += 1
         grad = var.grad
         g = torch.zeros_like(x) if grad is None else grad.detach().reshape(x.shape).to(x.dtype, copy=True)
-        items = problem.last_item_losses if x.shape[0] > 1 else None
-        if x.shape[0] > 1 and items is None:
+        items = problem.last_item_losses if n > 1 else None
+        if n > 1 and items is None:
             raise ConfigError(describe("per_item", "False for a problem without last_item_losses", True))
-        f = (loss if items is None else items).detach().reshape(x.shape[0])
-        return f.to(x.device, torch.float64), g
+        return (loss if items is None else items).detach().reshape(n).to(x.device, torch.float64), g
 
-    def _pg_small(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        pg = g if self._box is None else torch.clamp(g, x - self._box[1], x - self._box[0])  # x - P(x - g)
-        return pg.abs().amax(1) <= self.gtol
+    def _apg(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """|x - P(x - g)| (B, D): 0 where x is at a bound with g pointing out (active coordinates)."""
+        return (g if self._box is None else torch.clamp(g, x - self._box[1], x - self._box[0])).abs()
+
+    def _max_step(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """Per item, the step beyond which P(x + a d) no longer moves (inf without bounds)."""
+        if self._box is None:
+            return torch.full((x.shape[0],), float("inf"), dtype=torch.float64, device=x.device)
+        room = _pos(d) * (self._box[1] - x) + _pos(-d) * (x - self._box[0])
+        return torch.nan_to_num(room / d.abs(), nan=0.0).amax(1).double()
 
     def _search(self, problem: Problem, x, f, g, d, empty, skip):
         """Line search along P(x + a d) per item; returns (x+, f+, g+, failed)."""
         gd = (g * d).sum(1).double()
-        skip = skip | ~(gd < 0) | ~torch.isfinite(gd)
+        skip = skip | ~(gd < 0)
         alpha = torch.where(empty & ~self._boxed, 1.0 / d.norm(dim=1).double(), 1.0)
-        amax = torch.full_like(gd, float("inf"))
-        if self._box is not None:
-            lo_b, up_b = self._box
-            brk = torch.where(d > 0, (up_b - x) / d, torch.where(d < 0, (lo_b - x) / d, 0.0))
-            amax = brk.amax(1).double()
-        alpha = torch.minimum(alpha, amax)
-        z = torch.zeros_like(gd)
-        a_acc, lo, hi, acc = z, z, torch.full_like(gd, float("inf")), torch.zeros_like(skip)
-        f_acc, g_acc, f_lo, g_lo = f, g, f, g
+        lo, hi, amax = torch.zeros_like(gd), torch.full_like(gd, float("inf")), None
+        a_acc, acc, f_acc, g_acc, f_lo, g_lo = lo, torch.zeros_like(skip), f, g, f, g
         for _ in range(self.max_ls):
             live = ~(skip | acc)
             if not bool(live.any()):
                 break
             step = torch.where(live, alpha, a_acc)
-            xt = self._proj(x + step[:, None].to(x.dtype) * d)
+            xt = self._proj(torch.addcmul(x, step[:, None].to(x.dtype), d))
             ft, gt = self._evaluate(problem, xt)
-            moving = d != 0 if self._box is None else (xt > self._box[0]) & (xt < self._box[1])
+            dd = gt * d if self._box is None else gt * d * torch.sign(xt - self._box[0]) * torch.sign(self._box[1] - xt)
             armijo = ft <= f + self.c1 * (g * (xt - x)).sum(1).double()
-            curv = ((gt * d * moving).sum(1).double() >= self.c2 * gd) | (step >= amax)
+            curv = dd.sum(1).double() >= self.c2 * gd  # also true once every coordinate is clipped
             new, grow, shrink = live & armijo & curv, live & armijo & ~curv, live & ~armijo
-            a_acc, f_acc, acc = torch.where(new, step, a_acc), torch.where(new, ft, f_acc), acc | new
-            g_acc = torch.where(new[:, None], gt, g_acc)
-            lo, f_lo, g_lo = torch.where(grow, step, lo), torch.where(grow, ft, f_lo), torch.where(grow[:, None], gt, g_lo)
-            hi = torch.where(shrink, step, hi)
+            a_acc, f_acc, g_acc, acc = torch.where(new, step, a_acc), torch.where(new, ft, f_acc), _pick(new, gt, g_acc), acc | new
+            lo, f_lo, g_lo, hi = torch.where(grow, step, lo), torch.where(grow, ft, f_lo), _pick(grow, gt, g_lo), torch.where(shrink, step, hi)
             den = 2.0 * (ft - f - gd * step)
-            quad = torch.where(den > 0, -gd * step * step / den, 0.5 * step)
-            quad = torch.minimum(torch.maximum(torch.nan_to_num(quad, nan=0.0), 0.1 * step), 0.5 * step)
-            mid = 0.5 * (lo + hi)
-            nxt_grow = torch.where(torch.isinf(hi), torch.minimum(4.0 * step, amax), mid)
-            alpha = torch.where(shrink, torch.where(lo > 0, mid, quad), torch.where(grow, nxt_grow, alpha))
-        late = ~(skip | acc) & (lo > 0)
-        a_acc, f_acc, acc = torch.where(late, lo, a_acc), torch.where(late, f_lo, f_acc), acc | late
-        g_acc = torch.where(late[:, None], g_lo, g_acc)
-        x_new = self._proj(x + a_acc[:, None].to(x.dtype) * d)
-        return x_new, torch.where(acc, f_acc, f), torch.where(acc[:, None], g_acc, g), ~acc
+            quad = torch.nan_to_num(torch.where(den > 0, -gd * step * step / den, 0.5 * step), nan=0.0)
+            alpha = torch.where(shrink, torch.where(lo > 0, 0.5 * (lo + hi), quad.clamp(0.1 * step, 0.5 * step)), alpha)
+            if bool(grow.any()):
+                amax = self._max_step(x, d) if amax is None else amax
+                grown = torch.where(torch.isinf(hi), torch.minimum(4.0 * step, amax), 0.5 * (lo + hi))
+                alpha = torch.where(grow, grown, alpha)
+        late = ~(skip | acc) & (lo > 0)  # ran out of evaluations after a sufficient decrease
+        a_acc, f_acc, g_acc, acc = torch.where(late, lo, a_acc), torch.where(late, f_lo, f_acc), _pick(late, g_lo, g_acc), acc | late
+        x_new = self._proj(torch.addcmul(x, a_acc[:, None].to(x.dtype), d))
+        return x_new, torch.where(acc, f_acc, f), _pick(acc, g_acc, g), ~acc
 
     def run(self, problem: Problem) -> None:
         """Optimise ``problem.param.variable`` in place (see the class docstring)."""
         var = problem.param.variable
-        dtype = self.dtype or var.dtype
-        n_rows = var.shape[0] if self.per_item else 1
+        dtype, rows = self.dtype or var.dtype, var.shape[0] if self.per_item else 1
         box = box_bounds(problem, dtype)
-        self._box = None if box is None else tuple(b.reshape(n_rows, -1) for b in box)
-        self._boxed = torch.zeros(n_rows, dtype=torch.bool, device=var.device) if box is None else (
+        self._box = None if box is None else tuple(b.reshape(rows, -1) for b in box)
+        self._boxed = torch.zeros(rows, dtype=torch.bool, device=var.device) if box is None else (
             torch.isfinite(self._box[0]) & torch.isfinite(self._box[1])).all(1)
-        x = self._proj(var.detach().to(dtype).reshape(n_rows, -1).clone())
-        hist = _History(n_rows, x.shape[1], self.m, x)
+        x = self._proj(var.detach().to(dtype).reshape(rows, -1).clone())
+        hist, f, g = _History(rows, x.shape[1], self.m, x), None, None
         self.n_evals, self.n_iter = 0, 0
-        f = g = None
         for t in range(_step_limit(self.max_iter, problem)):
             problem.begin_step(t)
             if f is None:
                 f, g = self._evaluate(problem, x)
-                self.finished = self._pg_small(x, g)
-            stop = bool(self.finished.all())
-            if not stop:
-                free = torch.ones_like(x, dtype=torch.bool) if self._box is None else ~(
-                    ((x <= self._box[0]) & (g > 0)) | ((x >= self._box[1]) & (g < 0)))
-                free &= ~self.finished[:, None]
-                d = -torch.where(free, hist.hg(torch.where(free, g, 0.0)), 0.0)
+                apg = self._apg(x, g)
+                self.finished = apg.amax(1) <= self.gtol
+            if not bool(self.finished.all()):
+                free = torch.sign(apg).mul_((~self.finished[:, None]).to(x.dtype))  # 1 on free coordinates
+                d = hist.hg(g * free).mul_(free).neg_()
                 x_new, f_new, g_new, failed = self._search(problem, x, f, g, d, hist.empty(), self.finished)
                 failed &= ~self.finished
                 hist.push(x_new - x, g_new - g, self.eps)
-                rel = (f - f_new) <= self.ftol * torch.maximum(torch.maximum(f.abs(), f_new.abs()), torch.ones_like(f))
-                self.finished = self.finished | (failed & hist.empty()) | (~failed & rel) | self._pg_small(x_new, g_new)
+                small = (f - f_new) <= self.ftol * torch.maximum(torch.maximum(f.abs(), f_new.abs()), torch.ones_like(f))
+                apg = self._apg(x_new, g_new)
+                self.finished = self.finished | (failed & hist.empty()) | (~failed & small) | (apg.amax(1) <= self.gtol)
                 hist.reset(failed)
                 x, f, g = x_new, f_new, g_new
                 with torch.no_grad():
                     var.copy_(x.reshape(var.shape))
             self.n_iter += 1
-            done = self.max_eval is not None and self.n_evals >= self.max_eval
-            if problem.end_step(t) or stop or done or bool(self.finished.all()):
+            over = self.max_eval is not None and self.n_evals >= self.max_eval
+            if problem.end_step(t) or over or bool(self.finished.all()):
                 break

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, NonFiniteLossError, describe
+from ..errors import ConfigError, NonFiniteLossError, ShapeError, describe
 from ..parameterizations.base import Parameterization
 from ..parameterizations.lucent_adapter import LucentParam
 from .hooks import INPUT, ActivationAccessor, ActivationCapture, frozen, preserve_pre_activations
@@ -74,6 +74,42 @@ def _device_of(module: nn.Module) -> Optional[torch.device]:
     return None
 
 
+def _check_dtypes(model: nn.Module, param: Parameterization) -> None:
+    """The parameterization (and its generator) must compute in the model's floating dtype."""
+    want = next((t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()), None)
+    if want is None:
+        return
+    named = list(param.named_parameters()) + list(param.named_buffers())
+    named += [("variable", t) for t in param.tensors()]
+    for name, t in named:
+        if t.is_floating_point() and t.dtype != want:
+            arg = "generator" if name.startswith("generator.") else "param"
+            raise ConfigError(describe(arg, f"of the model's dtype {want}", f"{t.dtype} ({name})", raw=True) +
+                              " Convert both with .to(dtype), e.g. model.double() and param.double().")
+
+
+def _check_input(model: nn.Module, x: torch.Tensor) -> None:
+    """The image must have the channel count of ``model.input_space`` (when the model declares one)."""
+    channels = getattr(getattr(model, "input_space", None), "channels", None)
+    if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
+        rule = f"images (N, {channels if channels is not None else 'C'}, H, W) for the model"
+        raise ShapeError(describe("param", rule, f"shape {tuple(x.shape)}", raw=True) +
+                         " Match the parameterization's space/channels to model.input_space.")
+
+
+def _run_checked(capture: ActivationCapture, x: torch.Tensor) -> None:
+    """Run the model once; a failure of its forward pass becomes a ShapeError naming the input shape."""
+    _check_input(capture.model, x)
+    try:
+        capture.run(x)
+    except RuntimeError as err:
+        size = getattr(capture.model, "input_size", None)
+        expected = f" (the model's input_size is {size})" if size is not None else ""
+        raise ShapeError(describe("param", f"images the model accepts{expected}", f"shape {tuple(x.shape)}",
+                                  f"The model's forward pass failed: {str(err).splitlines()[0][:200]}",
+                                  raw=True)) from err
+
+
 class _Transforms:
     """Applies the transform list; resamples random ones once per outer step."""
 
@@ -120,10 +156,12 @@ class _RenderProblem:
         return self.transforms.jitter_offsets
 
     # -- evaluation ------------------------------------------------------------------------
-    def _forward(self, grad: bool, capture: ActivationCapture):
+    def _forward(self, grad: bool, capture: ActivationCapture, check: bool = False):
         with torch.set_grad_enabled(grad):
             x = self.transforms(self.param())
-            if capture.names:
+            if check:
+                _run_checked(capture, x)
+            elif capture.names:
                 capture.run(x)
             T = ActivationAccessor(self.model, capture.features, x)
             loss = self.objective(T)
@@ -133,7 +171,7 @@ class _RenderProblem:
         """Full forward without gradients: check the objective, learn which layers it reads."""
         names = [n for n, _ in self.model.named_modules() if n]
         with ActivationCapture(self.model, names, stop_early=False) as cap:
-            loss, T = self._forward(False, cap)
+            loss, T = self._forward(False, cap, check=True)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ConfigError(describe("objective", "a function returning a scalar tensor",
                                        getattr(loss, "shape", type(loss).__name__)))
@@ -222,7 +260,10 @@ def render(model: nn.Module, objective: Any, param: Any = None, optimizer: Any =
         (``interrupted=True``).
 
     Raises:
-        ConfigError: bad arguments (raised before any optimisation step).
+        ConfigError: bad arguments (raised before any optimisation step), e.g. a model and a
+            parameterization (or its generator) on different devices or of different dtypes.
+        ShapeError: images the model cannot take (wrong channel count or size), found by the
+            validation pass before any step.
         NonFiniteLossError: the loss became NaN/inf (names the step).
     """
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps <= 0:
@@ -243,6 +284,7 @@ def render(model: nn.Module, objective: Any, param: Any = None, optimizer: Any =
             if d is not None and d != device:
                 raise ConfigError(describe(name, f"on device {device}", str(d),
                                            "Move the model and the parameterization (and its generator) with .to(device)."))
+    _check_dtypes(model, param)
     if getattr(param, "model_space", None) is None and hasattr(model, "input_space"):
         param.model_space = model.input_space
     gen = torch.Generator()

