@@ -26,9 +26,9 @@ def ensure_writable_dir(path: PathLike, arg: str = "out_dir") -> Path:
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(describe(arg, "a directory that can be created", str(p), str(err))) from None
+        raise ConfigError(describe(arg, "a directory that can be created", f"'{p}'", str(err), raw=True)) from None
     if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
-        raise ConfigError(describe(arg, "a writable directory", str(p)))
+        raise ConfigError(describe(arg, "a writable directory", f"'{p}'", raw=True))
     return p
 
 

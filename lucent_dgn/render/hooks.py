@@ -30,23 +30,32 @@ class ActivationAccessor:
     Objectives call it with any layer reference (module, dotted path, Lucent name) or ``"input"``.
     Objectives may also call :meth:`report` to publish per-item diagnostic values (e.g. the mean
     activation of the selected units), which the render loop records as the activation history.
+    ``names`` (optional) caches resolved layer names across the accessors of one render, so a
+    Lucent underscore name or a module is looked up once, not on every evaluation.
     """
 
     is_lucent_dgn_accessor = True
 
     def __init__(self, model: nn.Module, features: Dict[str, torch.Tensor], model_input: Optional[torch.Tensor],
-                 on_miss: Optional[Callable[[str], None]] = None) -> None:
+                 on_miss: Optional[Callable[[str], None]] = None,
+                 names: Optional[Dict[LayerRef, str]] = None) -> None:
         self.model = model
         self.features = features
         self.model_input = model_input
         self.reports: Dict[str, torch.Tensor] = {}
         self.accessed: Set[str] = set()
         self._on_miss = on_miss
+        self._names = names  # layer reference -> dotted name, shared by the accessors of one render
 
     def name_of(self, layer: LayerRef) -> str:
         if isinstance(layer, str) and layer == INPUT:
             return INPUT
-        return resolve_layer(self.model, layer)[0]
+        if self._names is None or not isinstance(layer, (str, nn.Module)):
+            return resolve_layer(self.model, layer)[0]
+        name = self._names.get(layer)
+        if name is None:
+            name = self._names[layer] = resolve_layer(self.model, layer)[0]
+        return name
 
     def __call__(self, layer: LayerRef) -> torch.Tensor:
         name = self.name_of(layer)
@@ -65,9 +74,13 @@ class ActivationAccessor:
         tensor = self.features[name]
         return tensor
 
-    def report(self, key: str, values: torch.Tensor) -> None:
-        """Publish per-item values (shape (B,)) for the activation history."""
-        self.reports[key] = values.detach()
+    def report(self, key: str, values: torch.Tensor, accumulate: bool = False) -> None:
+        """Publish per-item values (shape (B,)): ``"activation"`` for the history, ``"loss"``
+        for per-item losses (``accumulate=True`` adds to what other terms reported)."""
+        values = values.detach()
+        if accumulate and key in self.reports and self.reports[key].shape == values.shape:
+            values = self.reports[key] + values
+        self.reports[key] = values
 
 
 class ActivationCapture:

@@ -1,10 +1,8 @@
-"""L-BFGS-B optimizers: SciPy's solver (cnnpref's exact choice) and a bounded L-BFGS in torch.
+"""L-BFGS-B optimizers: SciPy's solver (cnnpref's choice) and a bounded L-BFGS in torch.
 
-Both follow the optimizer contract of :mod:`lucent_dgn.render.problem`: ``run(problem)`` optimises
-``problem.param.variable`` in place; one outer step (``begin_step`` ... ``end_step``) is one L-BFGS
-iteration, which may hold several evaluations (line search). The iteration limit is
-``min(max_iter, problem.n_steps)``. Box bounds come from ``problem.param.bounds()``; the start
-point is projected into the box before the first evaluation, as SciPy does.
+Both follow :mod:`lucent_dgn.render.problem`. One outer step is one L-BFGS iteration (one or more
+evaluations); at most ``min(max_iter, problem.n_steps)`` run. Bounds: ``problem.param.bounds()``;
+the start point is first projected into the box, as SciPy does.
 """
 from __future__ import annotations
 
@@ -27,54 +25,37 @@ def _check(name: str, value, ok: bool, rule: str):
     return value
 
 
-def _pos_int(name: str, value) -> int:
-    good = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
-    return int(_check(name, value, good, "a positive integer"))
+def _num(name: str, value, integer: bool = False):
+    """A positive int (``integer``) or a number >= 0, else ConfigError."""
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and (value > 0 if integer else value >= 0)
+    rule = "a positive integer" if integer else "a number >= 0"
+    return (int if integer else float)(_check(name, value, ok, rule))
 
 
-def _nonneg(name: str, value) -> float:
-    good = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and value >= 0
-    return float(_check(name, value, good, "a number >= 0"))
-
-
-def _step_limit(max_iter: Optional[int], problem: Problem) -> int:
-    n_steps = getattr(problem, "n_steps", None)
-    limits = [int(v) for v in (max_iter, n_steps) if v is not None]
+def _limit(max_iter: Optional[int], problem: Problem) -> int:
+    limits = [int(v) for v in (max_iter, getattr(problem, "n_steps", None)) if v is not None]
     return min(limits) if limits else 500
 
 
 def box_bounds(problem: Problem, dtype: Optional[torch.dtype] = None) -> Box:
-    """The parameterization's bounds expanded to the variable's shape (N, ...).
+    """``problem.param.bounds()`` as contiguous (lower, upper) of the variable's shape (N, ...).
 
-    Args:
-        problem: the render problem; reads ``problem.param.bounds()``.
-        dtype: dtype of the returned tensors (default: the variable's).
-
-    Returns:
-        (lower, upper), contiguous, on the variable's device, may contain +-inf; None when the
-        parameterization has no bounds or every bound is infinite.
-
-    Raises:
-        BoundsError: bounds not broadcastable to the variable, NaN, or lower > upper.
+    Returns None when there are no bounds or all are infinite. ``dtype`` defaults to the
+    variable's. Raises BoundsError when not broadcastable, NaN, or lower > upper somewhere.
     """
-    var = problem.param.variable
-    raw = problem.param.bounds()
+    var, raw = problem.param.variable, problem.param.bounds()
     if raw is None:
         return None
+    rule = f"two tensors broadcastable to {tuple(var.shape)}, free of NaN, with lower <= upper"
     try:
         lower, upper = (torch.as_tensor(b, device=var.device).to(dtype or var.dtype)
                         .expand(var.shape).contiguous() for b in raw)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise BoundsError(describe("bounds()", f"two tensors broadcastable to {tuple(var.shape)}",
-                                   str(exc), raw=True)) from exc
-    if bool(torch.isnan(lower).any() | torch.isnan(upper).any()):
-        raise BoundsError(describe("bounds()", "free of NaN", "NaN values", raw=True))
-    if bool((lower > upper).any()):
-        raise BoundsError(describe("bounds()", "lower <= upper everywhere", "lower > upper somewhere",
-                                   raw=True, hint="Check the parameterization's bounds."))
-    if bool(torch.isinf(lower).all() & torch.isinf(upper).all()) and bool((lower < 0).all()):
-        return None
-    return lower, upper
+        raise BoundsError(describe("bounds()", rule, str(exc), raw=True)) from exc
+    if bool(torch.isnan(lower).any() | torch.isnan(upper).any() | (lower > upper).any()):
+        raise BoundsError(describe("bounds()", rule, "NaN or lower > upper", raw=True))
+    return None if bool(torch.isneginf(lower).all() & torch.isposinf(upper).all()) else (lower, upper)
 
 
 class _Halt(Exception):
@@ -89,36 +70,35 @@ def _write(var: torch.Tensor, x: np.ndarray) -> None:
 class ScipyLBFGSB:
     """``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` on the flattened float64 variable.
 
-    cnnpref's solver and options (spec §4.2, §6.2), with the loss as the scalar sum over items
-    (cnnpref's vector loss is a bug, Q6). The whole batch is one vector. Every objective call is
-    one ``problem.evaluate()``; ``begin_step(t)`` precedes the first evaluation of iteration t, and
-    SciPy's per-iteration callback calls ``end_step(t)``. Each float64 iterate is cast to the
-    variable's dtype for evaluation (numpy round trip per evaluation: slow at image size).
+    cnnpref's solver and options (spec §4.2, §6.2), with the scalar SUM over items as the loss
+    (cnnpref's vector loss is a bug, Q6); the whole batch is one vector. Each objective call is one
+    ``problem.evaluate()`` at the iterate cast to the variable's dtype; ``begin_step(t)`` precedes
+    the first evaluation of iteration t and SciPy's per-iteration callback calls ``end_step(t)``.
+    Numpy round trips make it slow at image size (perf_anchors §5); prefer :class:`LBFGSB`.
 
     Args:
         maxiter: iteration limit (default 500; also capped by ``problem.n_steps``).
-        m: history size ``maxcor`` (10). ftol, gtol, maxfun, maxls: SciPy's options and defaults.
-        disp: print one line per iteration (SciPy's own ``disp`` is deprecated).
+        m: history size ``maxcor`` (10). ftol, gtol, maxfun, maxls: SciPy's options (SciPy's
+            defaults). disp: print one line per iteration and a summary.
 
-    After ``run``: ``n_evals``, ``n_iter``, ``result`` (SciPy's OptimizeResult, None when
+    After ``run``: ``n_evals``, ``n_iter``, ``result`` (SciPy's OptimizeResult; None when
     ``end_step`` stopped the run) and ``message``.
     """
 
     def __init__(self, maxiter: Optional[int] = 500, m: int = 10, ftol: float = 2.220446049250313e-09,
                  gtol: float = 1e-5, maxfun: int = 15000, maxls: int = 20, disp: bool = False) -> None:
-        self.maxiter = None if maxiter is None else _pos_int("maxiter", maxiter)
-        self.m, self.maxfun, self.maxls = _pos_int("m", m), _pos_int("maxfun", maxfun), _pos_int("maxls", maxls)
-        self.ftol, self.gtol, self.disp = _nonneg("ftol", ftol), _nonneg("gtol", gtol), bool(disp)
+        self.maxiter = None if maxiter is None else _num("maxiter", maxiter, True)
+        self.m, self.maxfun = _num("m", m, True), _num("maxfun", maxfun, True)
+        self.maxls = _num("maxls", maxls, True)
+        self.ftol, self.gtol, self.disp = _num("ftol", ftol), _num("gtol", gtol), bool(disp)
         self.n_evals, self.n_iter, self.result, self.message = 0, 0, None, ""
 
     def run(self, problem: Problem) -> None:
         """Optimise ``problem.param.variable`` in place (see the class docstring)."""
         from scipy.optimize import Bounds, minimize
 
-        var = problem.param.variable
-        box = box_bounds(problem, torch.float64)
-        x0 = var.detach().to("cpu", torch.float64).numpy().ravel().copy()
-        bounds = None
+        var, box = problem.param.variable, box_bounds(problem, torch.float64)
+        x0, bounds = var.detach().to("cpu", torch.float64).numpy().ravel().copy(), None
         if box is not None:
             lower, upper = (b.cpu().numpy().ravel() for b in box)
             x0, bounds = np.clip(x0, lower, upper), Bounds(lower, upper)
@@ -130,12 +110,11 @@ class ScipyLBFGSB:
                 problem.begin_step(self.n_iter)
                 state["open"] = True
             _write(var, x)
-            loss = problem.evaluate()
-            self.n_evals += 1
+            state["f"], self.n_evals = float(problem.evaluate()), self.n_evals + 1
             grad = var.grad
-            g = np.zeros(x.size) if grad is None else grad.detach().to("cpu", torch.float64, copy=True).numpy()
-            state["f"] = float(loss)
-            return state["f"], g.ravel()
+            if grad is None:
+                return state["f"], np.zeros(x.size)
+            return state["f"], grad.detach().to("cpu", torch.float64, copy=True).numpy().ravel()
 
         def callback(xk: np.ndarray) -> None:
             _write(var, xk)
@@ -146,17 +125,16 @@ class ScipyLBFGSB:
             if problem.end_step(t):
                 raise _Halt
 
-        options = dict(maxiter=_step_limit(self.maxiter, problem), maxcor=self.m, ftol=self.ftol,
-                       gtol=self.gtol, maxfun=self.maxfun, maxls=self.maxls)
+        options = dict(maxiter=_limit(self.maxiter, problem), maxcor=self.m, ftol=self.ftol, gtol=self.gtol,
+                       maxfun=self.maxfun, maxls=self.maxls)
         try:
-            self.result = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                   callback=callback, options=options)
+            self.result = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
+                                   options=options)
             x, self.message = self.result.x, str(self.result.message)
         except _Halt:
             x, self.message = state["x"], "stopped by end_step"
         _write(var, x)
-        if state["open"]:  # evaluations after the last completed iteration (e.g. failed line search)
-            state["open"] = False
+        if state["open"]:  # evaluations after the last completed iteration (e.g. a failed line search)
             self.n_iter += 1
             problem.end_step(self.n_iter - 1)
         if self.disp:
@@ -169,11 +147,6 @@ def _gather2(mat: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return rows.gather(2, order[:, None, :].expand(-1, m, -1))
 
 
-def _pos(t: torch.Tensor) -> torch.Tensor:
-    """1 where t > 0 else 0, as floats (float arithmetic: boolean masks are slower on CPU)."""
-    return torch.sign(t).clamp_(min=0)
-
-
 def _pick(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Rows of ``a`` where ``mask`` (B,) else rows of ``b``; no copy when the mask is uniform."""
     if bool(mask.all()):
@@ -182,16 +155,15 @@ def _pick(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class _History:
-    """Per-item L-BFGS memory: pairs stacked in one (B, 2m, D) tensor (rows 0..m-1 = s, m.. = y),
-    their Gram blocks s_i.y_j and y_i.y_j (float64, (B, m, m)), insertion ages (-1 = empty)."""
+    """Per-item L-BFGS memory: pairs in one (B, 2m, D) tensor (rows :m = s, m: = y) in ring slots,
+    Gram blocks s_i.y_j and y_i.y_j (B, m, m) float64, insertion ages (B, m) (-1 = empty slot)."""
 
     def __init__(self, b: int, d: int, m: int, like: torch.Tensor) -> None:
-        kw64 = dict(dtype=torch.float64, device=like.device)
-        self.m, self.store = m, torch.zeros(b, 2 * m, d, dtype=like.dtype, device=like.device)
+        kw, kw64 = dict(device=like.device), dict(dtype=torch.float64, device=like.device)
+        self.m, self.store = m, torch.zeros(b, 2 * m, d, dtype=like.dtype, **kw)
         self.sy, self.yy = torch.zeros(b, m, m, **kw64), torch.zeros(b, m, m, **kw64)
-        self.age = torch.full((b, m), -1, dtype=torch.long, device=like.device)
-        self.count = torch.zeros(b, dtype=torch.long, device=like.device)
         self.gamma = torch.ones(b, **kw64)
+        self.age, self.count = torch.full((b, m), -1, **kw), torch.zeros(b, dtype=torch.long, **kw)
         self.pending: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
 
     def empty(self) -> torch.Tensor:
@@ -202,101 +174,92 @@ class _History:
         self.count, self.gamma = torch.where(items, 0, self.count), torch.where(items, 1.0, self.gamma)
 
     def push(self, s: torch.Tensor, y: torch.Tensor, eps: float) -> None:
-        """Queue pair (s, y) (B, D); it is kept only where s.y > eps * y.y."""
+        """Queue pair (s, y) (B, D), inserted by the next :meth:`hg`; kept only where s.y > eps y.y."""
         sy, yy = (s * y).sum(1).double(), (y * y).sum(1).double()
         self.pending = (s, y, (sy > eps * yy) & torch.isfinite(sy) & torch.isfinite(yy))
 
-    def _insert(self, s, y, keep, slot, ar) -> None:
-        for rows, vec in ((slot, s), (slot + self.m, y)):
-            if bool(keep.all()):
-                self.store[ar, rows] = vec
-            else:
-                self.store[ar, rows] = torch.where(keep[:, None], vec, self.store[ar, rows])
+    def _insert(self, ar: torch.Tensor):
+        """Write the pending pair into its ring slot (where kept); returns (slot, keep, (s, y))."""
+        (s, y, keep), self.pending, m = self.pending, None, self.m
+        slot = self.count % m
+        for rows, vec in ((slot, s), (slot + m, y)):
+            self.store[ar, rows] = _pick(keep, vec, self.store[ar, rows])
+        return slot, keep, (s, y)
 
     def hg(self, gf: torch.Tensor) -> torch.Tensor:
-        """H @ gf per item (B, D): compact form of Byrd, Nocedal & Schnabel (1994), two passes."""
+        """H gf per item (B, D), compact form of Byrd, Nocedal & Schnabel (1994): two passes."""
         m, ar = self.m, torch.arange(gf.shape[0], device=gf.device)
         if self.pending is None:
             prods = torch.bmm(gf[:, None, :], self.store.mT).mT.double()  # (B, 2m, 1)
         else:
-            (s, y, keep), self.pending = self.pending, None
-            slot = self.count % m
-            self._insert(s, y, keep, slot, ar)
+            slot, keep, (s, y) = self._insert(ar)
             prods = torch.bmm(torch.stack((s, y, gf), 1), self.store.mT).mT.double()  # (B, 2m, 3)
             mask = torch.nn.functional.one_hot(slot, m).bool() & keep[:, None]
             r, c = mask[:, :, None], mask[:, None, :]
             self.sy = torch.where(c, prods[:, :m, 1, None], torch.where(r, prods[:, None, m:, 0], self.sy))
             self.yy = torch.where(c, prods[:, m:, 1, None], torch.where(r, prods[:, None, m:, 1], self.yy))
-            self.age = torch.where(mask, self.count[:, None], self.age)
-            self.count = self.count + keep.long()
+            self.age, self.count = torch.where(mask, self.count[:, None], self.age), self.count + keep.long()
             self.gamma = torch.where(keep, prods[ar, slot, 1] / prods[ar, slot + m, 1], self.gamma)
         order = torch.argsort(self.age, dim=1)  # empty slots first, then oldest to newest
         v = self.age.gather(1, order) >= 0
-        pair = v[:, :, None] & v[:, None, :]
-        sy_o = _gather2(self.sy, order)
+        pair, sy_o, gam = v[:, :, None] & v[:, None, :], _gather2(self.sy, order), self.gamma[:, None]
         rmat = torch.where(pair, sy_o.triu(), 0.0) + torch.diag_embed((~v).double())
         a = torch.where(v, prods[:, :m, -1].gather(1, order), 0.0)
         b = torch.where(v, prods[:, m:, -1].gather(1, order), 0.0)
-        gam = self.gamma[:, None]
         u = torch.linalg.solve_triangular(rmat, a[:, :, None], upper=True)[:, :, 0]
         yy_u = (torch.where(pair, _gather2(self.yy, order), 0.0) @ u[:, :, None])[:, :, 0]
         w = torch.where(v, sy_o.diagonal(dim1=1, dim2=2), 0.0) * u + gam * (yy_u - b)
         p1 = torch.linalg.solve_triangular(rmat.mT, w[:, :, None], upper=False)[:, :, 0]
-        coef = torch.zeros_like(prods[:, :, 0]).scatter(1, torch.cat((order, order + m), 1),
-                                                         torch.cat((p1, -gam * u), 1))
-        return torch.baddbmm(gf[:, None, :] * gam[:, :, None].to(gf.dtype), coef[:, None, :].to(gf.dtype),
-                             self.store)[:, 0]
+        coef = torch.zeros_like(prods[:, :, 0])
+        coef = coef.scatter(1, torch.cat((order, order + m), 1), torch.cat((p1, -gam * u), 1))
+        scaled = gf[:, None, :] * gam[:, :, None].to(gf.dtype)
+        return torch.baddbmm(scaled, coef[:, None, :].to(gf.dtype), self.store)[:, 0]
 
 
 class LBFGSB:
-    """Bounded L-BFGS in torch (projected quasi-Newton); runs on the variable's device, no numpy.
+    """Bounded L-BFGS in torch (projected quasi-Newton) on the variable's device; no numpy.
 
-    Per item and iteration: coordinates at a bound whose gradient points out of the box are
-    active; ``d = -H g`` on the free coordinates (0 on active ones), H = the L-BFGS inverse
-    Hessian of the last ``history_size`` pairs (compact form: two batched products over the
-    stacked history, no Python loop over pairs); then a line search on the projected path
-    ``P(x + a d)``: Armijo along the path, weak Wolfe curvature on the still-moving coordinates,
-    extrapolation (x4, up to the last breakpoint), safeguarded quadratic backtracking. First
-    step with an empty history: 1 if the item is boxed, else ``1/|d|`` (SciPy's rule). Pairs with
-    ``s.y <= curvature_eps * y.y`` are skipped. A failed line search resets the item's history;
-    failing again finishes the item. An item finishes when ``max|x - P(x - g)| <= gtol`` or its
-    loss decrease is ``<= ftol * max(|f|, |f+|, 1)`` (SciPy's tests); the run stops when all have.
-    Without bounds this is plain L-BFGS.
+    Per item and iteration: coordinates at a bound whose gradient points outwards are active;
+    ``d = -H g`` on the free ones (0 on active ones), with H the L-BFGS inverse Hessian of the last
+    ``history_size`` pairs (compact form: two batched products over the stacked history); then a
+    line search on the projected path ``P(x + a d)``: Armijo along the path, weak Wolfe curvature
+    on the still-moving coordinates, extrapolation (x4), safeguarded
+    quadratic backtracking. First step with an empty history: 1 for boxed items, else ``1/|d|``
+    (SciPy's rule). Pairs with ``s.y <= curvature_eps * y.y`` are skipped. A failed line search
+    resets the item's history; failing again finishes it. An item finishes when
+    ``max|x - P(x - g)| <= gtol`` or its decrease is ``<= ftol * max(|f|, |f+|, 1)`` (SciPy's
+    tests); the run ends when all have. Without bounds this is plain L-BFGS.
 
-    Batches: ``per_item=True`` (default) gives every item its own history, step and stopping
-    state (from ``problem.last_item_losses``; valid because item i's gradient depends on item i
-    only), so each item follows the path it would follow alone; evaluations are shared, so a step
-    costs what its slowest item needs. ``per_item=False`` treats the whole (N, ...) variable as one
-    vector. Loss and gradient carry over between steps (as in SciPy), so with random transforms
-    the first trial of step t is compared with step t-1's draw.
+    Batches: ``per_item=True`` (default) gives each item its own history, step and stopping state
+    (from ``problem.last_item_losses``; item i's gradient depends on item i only), so each item
+    follows its own path; a step costs the evaluations its slowest item needs. ``per_item=False``
+    treats the whole (N, ...) variable as one vector. Loss and gradient carry over between steps
+    (as in SciPy): with random transforms, step t's first trial is compared with step t-1's draw.
 
     Args:
         max_iter: iteration limit (default 500; also capped by ``problem.n_steps``).
         history_size: pairs kept (10). ftol, gtol: stopping tolerances (SciPy's defaults).
         max_ls: evaluations per line search (20). c1, c2: Armijo / curvature constants (1e-4, 0.9).
         curvature_eps: pair-skipping threshold (1e-10).
-        max_eval: stop after the step that reaches this many evaluations (None: no limit).
         dtype: working dtype of x, gradients and history (None = the variable's; e.g. float64).
         per_item: per-item histories (True) or one joint vector (False).
 
-    After ``run``: ``n_evals``, ``n_iter`` and ``finished`` ((B,) bool: items that converged).
+    After ``run``: ``n_evals``, ``n_iter`` and ``finished`` ((B,) bool, items that converged).
     """
 
     def __init__(self, max_iter: Optional[int] = 500, history_size: int = 10,
-                 ftol: float = 2.220446049250313e-09, gtol: float = 1e-5, max_ls: int = 20,
-                 c1: float = 1e-4, c2: float = 0.9, curvature_eps: float = 1e-10,
-                 max_eval: Optional[int] = None, dtype: Optional[torch.dtype] = None,
+                 ftol: float = 2.220446049250313e-09, gtol: float = 1e-5, max_ls: int = 20, c1: float = 1e-4,
+                 c2: float = 0.9, curvature_eps: float = 1e-10, dtype: Optional[torch.dtype] = None,
                  per_item: bool = True) -> None:
-        self.max_iter = None if max_iter is None else _pos_int("max_iter", max_iter)
-        self.m, self.max_ls = _pos_int("history_size", history_size), _pos_int("max_ls", max_ls)
-        self.ftol, self.gtol = _nonneg("ftol", ftol), _nonneg("gtol", gtol)
-        self.eps = _nonneg("curvature_eps", curvature_eps)
-        self.max_eval = None if max_eval is None else _pos_int("max_eval", max_eval)
+        self.max_iter = None if max_iter is None else _num("max_iter", max_iter, True)
+        self.m, self.max_ls = _num("history_size", history_size, True), _num("max_ls", max_ls, True)
+        self.ftol, self.gtol = _num("ftol", ftol), _num("gtol", gtol)
+        self.eps = _num("curvature_eps", curvature_eps)
         _check("c1, c2", (c1, c2), 0 < c1 < c2 < 1, "numbers with 0 < c1 < c2 < 1")
         _check("dtype", dtype, dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point),
                "None or a floating torch.dtype")
         self.c1, self.c2, self.dtype, self.per_item = float(c1), float(c2), dtype, bool(per_item)
-        self.n_evals, self.n_iter, self.finished = 0, 0, None
+        self.n_evals, self.n_iter, self.finished, self._box = 0, 0, None, None
 
     def _proj(self, x: torch.Tensor) -> torch.Tensor:
         return x if self._box is None else torch.clamp(x, self._box[0], self._box[1])
@@ -305,32 +268,23 @@ class LBFGSB:
         var, n = problem.param.variable, x.shape[0]
         with torch.no_grad():
             var.copy_(x.reshape(var.shape))
-        loss = problem.evaluate()
-        self.n_evals += 1
-        grad = var.grad
+        loss, self.n_evals = problem.evaluate(), self.n_evals + 1
+        grad, items = var.grad, (problem.last_item_losses if n > 1 else None)
         g = torch.zeros_like(x) if grad is None else grad.detach().reshape(x.shape).to(x.dtype, copy=True)
-        items = problem.last_item_losses if n > 1 else None
         if n > 1 and items is None:
             raise ConfigError(describe("per_item", "False for a problem without last_item_losses", True))
         return (loss if items is None else items).detach().reshape(n).to(x.device, torch.float64), g
 
     def _apg(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """|x - P(x - g)| (B, D): 0 where x is at a bound with g pointing out (active coordinates)."""
+        """|x - P(x - g)| (B, D); 0 on active coordinates. Float arithmetic: masks are slow on CPU."""
         return (g if self._box is None else torch.clamp(g, x - self._box[1], x - self._box[0])).abs()
-
-    def _max_step(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        """Per item, the step beyond which P(x + a d) no longer moves (inf without bounds)."""
-        if self._box is None:
-            return torch.full((x.shape[0],), float("inf"), dtype=torch.float64, device=x.device)
-        room = _pos(d) * (self._box[1] - x) + _pos(-d) * (x - self._box[0])
-        return torch.nan_to_num(room / d.abs(), nan=0.0).amax(1).double()
 
     def _search(self, problem: Problem, x, f, g, d, empty, skip):
         """Line search along P(x + a d) per item; returns (x+, f+, g+, failed)."""
         gd = (g * d).sum(1).double()
         skip = skip | ~(gd < 0)
         alpha = torch.where(empty & ~self._boxed, 1.0 / d.norm(dim=1).double(), 1.0)
-        lo, hi, amax = torch.zeros_like(gd), torch.full_like(gd, float("inf")), None
+        lo, hi = torch.zeros_like(gd), torch.full_like(gd, float("inf"))
         a_acc, acc, f_acc, g_acc, f_lo, g_lo = lo, torch.zeros_like(skip), f, g, f, g
         for _ in range(self.max_ls):
             live = ~(skip | acc)
@@ -339,21 +293,24 @@ class LBFGSB:
             step = torch.where(live, alpha, a_acc)
             xt = self._proj(torch.addcmul(x, step[:, None].to(x.dtype), d))
             ft, gt = self._evaluate(problem, xt)
-            dd = gt * d if self._box is None else gt * d * torch.sign(xt - self._box[0]) * torch.sign(self._box[1] - xt)
+            dd = gt * d
+            if self._box is not None:  # only coordinates still moving along the path
+                dd = dd * torch.sign(xt - self._box[0]) * torch.sign(self._box[1] - xt)
             armijo = ft <= f + self.c1 * (g * (xt - x)).sum(1).double()
             curv = dd.sum(1).double() >= self.c2 * gd  # also true once every coordinate is clipped
             new, grow, shrink = live & armijo & curv, live & armijo & ~curv, live & ~armijo
-            a_acc, f_acc, g_acc, acc = torch.where(new, step, a_acc), torch.where(new, ft, f_acc), _pick(new, gt, g_acc), acc | new
-            lo, f_lo, g_lo, hi = torch.where(grow, step, lo), torch.where(grow, ft, f_lo), _pick(grow, gt, g_lo), torch.where(shrink, step, hi)
-            den = 2.0 * (ft - f - gd * step)
+            a_acc, f_acc = torch.where(new, step, a_acc), torch.where(new, ft, f_acc)
+            lo, f_lo = torch.where(grow, step, lo), torch.where(grow, ft, f_lo)
+            g_acc, g_lo = _pick(new, gt, g_acc), _pick(grow, gt, g_lo)
+            acc, hi, den = acc | new, torch.where(shrink, step, hi), 2.0 * (ft - f - gd * step)
             quad = torch.nan_to_num(torch.where(den > 0, -gd * step * step / den, 0.5 * step), nan=0.0)
-            alpha = torch.where(shrink, torch.where(lo > 0, 0.5 * (lo + hi), quad.clamp(0.1 * step, 0.5 * step)), alpha)
-            if bool(grow.any()):
-                amax = self._max_step(x, d) if amax is None else amax
-                grown = torch.where(torch.isinf(hi), torch.minimum(4.0 * step, amax), 0.5 * (lo + hi))
-                alpha = torch.where(grow, grown, alpha)
-        late = ~(skip | acc) & (lo > 0)  # ran out of evaluations after a sufficient decrease
-        a_acc, f_acc, g_acc, acc = torch.where(late, lo, a_acc), torch.where(late, f_lo, f_acc), _pick(late, g_lo, g_acc), acc | late
+            quad = torch.where(lo > 0, 0.5 * (lo + hi), quad.clamp(0.1 * step, 0.5 * step))
+            grown = torch.where(torch.isinf(hi), 4.0 * step, 0.5 * (lo + hi))
+            alpha = torch.where(shrink, quad, torch.where(grow, grown, alpha))
+        late = ~(skip | acc) & (lo > 0)  # out of evaluations after a sufficient decrease
+        a_acc, f_acc = torch.where(late, lo, a_acc), torch.where(late, f_lo, f_acc)
+        g_acc = _pick(late, g_lo, g_acc)
+        acc = acc | late
         x_new = self._proj(torch.addcmul(x, a_acc[:, None].to(x.dtype), d))
         return x_new, torch.where(acc, f_acc, f), _pick(acc, g_acc, g), ~acc
 
@@ -366,9 +323,8 @@ class LBFGSB:
         self._boxed = torch.zeros(rows, dtype=torch.bool, device=var.device) if box is None else (
             torch.isfinite(self._box[0]) & torch.isfinite(self._box[1])).all(1)
         x = self._proj(var.detach().to(dtype).reshape(rows, -1).clone())
-        hist, f, g = _History(rows, x.shape[1], self.m, x), None, None
-        self.n_evals, self.n_iter = 0, 0
-        for t in range(_step_limit(self.max_iter, problem)):
+        hist, f, g, self.n_evals, self.n_iter = _History(rows, x.shape[1], self.m, x), None, None, 0, 0
+        for t in range(_limit(self.max_iter, problem)):
             problem.begin_step(t)
             if f is None:
                 f, g = self._evaluate(problem, x)
@@ -380,14 +336,14 @@ class LBFGSB:
                 x_new, f_new, g_new, failed = self._search(problem, x, f, g, d, hist.empty(), self.finished)
                 failed &= ~self.finished
                 hist.push(x_new - x, g_new - g, self.eps)
-                small = (f - f_new) <= self.ftol * torch.maximum(torch.maximum(f.abs(), f_new.abs()), torch.ones_like(f))
-                apg = self._apg(x_new, g_new)
-                self.finished = self.finished | (failed & hist.empty()) | (~failed & small) | (apg.amax(1) <= self.gtol)
+                scale = torch.maximum(torch.maximum(f.abs(), f_new.abs()), torch.ones_like(f))
+                small, apg = (f - f_new) <= self.ftol * scale, self._apg(x_new, g_new)
+                stalled = failed & hist.empty()
+                self.finished = self.finished | stalled | (~failed & small) | (apg.amax(1) <= self.gtol)
                 hist.reset(failed)
                 x, f, g = x_new, f_new, g_new
                 with torch.no_grad():
                     var.copy_(x.reshape(var.shape))
             self.n_iter += 1
-            over = self.max_eval is not None and self.n_evals >= self.max_eval
-            if problem.end_step(t) or over or bool(self.finished.all()):
+            if problem.end_step(t) or bool(self.finished.all()):
                 break

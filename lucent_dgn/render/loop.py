@@ -79,13 +79,15 @@ def _check_dtypes(model: nn.Module, param: Parameterization) -> None:
     want = next((t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()), None)
     if want is None:
         return
-    named = list(param.named_parameters()) + list(param.named_buffers())
-    named += [("variable", t) for t in param.tensors()]
-    for name, t in named:
-        if t.is_floating_point() and t.dtype != want:
-            arg = "generator" if name.startswith("generator.") else "param"
-            raise ConfigError(describe(arg, f"of the model's dtype {want}", f"{t.dtype} ({name})", raw=True) +
-                              " Convert both with .to(dtype), e.g. model.double() and param.double().")
+    parts = [("generator", m) for m in getattr(param, "frozen_modules", lambda: [])()] + [("param", param)]
+    for arg, module in parts:
+        named = list(module.named_parameters()) + list(module.named_buffers())
+        if module is param:
+            named += [("variable", t) for t in param.tensors()]
+        for name, t in named:
+            if t.is_floating_point() and t.dtype != want:
+                raise ConfigError(describe(arg, f"of the model's dtype {want}", f"{t.dtype} ({name})", raw=True) +
+                                  " Convert both with .to(dtype), e.g. model.double() and param.double().")
 
 
 def _check_input(model: nn.Module, x: torch.Tensor) -> None:
@@ -108,6 +110,21 @@ def _run_checked(capture: ActivationCapture, x: torch.Tensor) -> None:
         raise ShapeError(describe("param", f"images the model accepts{expected}", f"shape {tuple(x.shape)}",
                                   f"The model's forward pass failed: {str(err).splitlines()[0][:200]}",
                                   raw=True)) from err
+
+
+def _same_space_object(param: Parameterization, space: Any) -> Any:
+    """``space``, or the parameterization's own space object when it is an equal encoding.
+
+    :func:`lucent_dgn.spaces.convert` skips only identical objects; an equal but distinct space
+    (e.g. a second ``CaffeSpace()``) would cost a to-RGB and from-RGB round trip over the image
+    on every forward and backward pass.
+    """
+    native = getattr(param, "space", None)
+    if native is None:
+        native = getattr(getattr(param, "generator", None), "output_space", None)
+    if native is not None and type(native) is type(space) and vars(native) == vars(space):
+        return native
+    return space
 
 
 class _Transforms:
@@ -150,6 +167,7 @@ class _RenderProblem:
         self._step_activation: Optional[np.ndarray] = None
         self.capture: Optional[ActivationCapture] = None
         self.layers: List[str] = []
+        self._names: Dict[Any, str] = {}  # layer reference -> dotted name, resolved once per render
 
     @property
     def jitter_offsets(self) -> Optional[tuple]:
@@ -163,7 +181,7 @@ class _RenderProblem:
                 _run_checked(capture, x)
             elif capture.names:
                 capture.run(x)
-            T = ActivationAccessor(self.model, capture.features, x)
+            T = ActivationAccessor(self.model, capture.features, x, names=self._names)
             loss = self.objective(T)
         return loss, T
 
@@ -192,6 +210,7 @@ class _RenderProblem:
             t.grad = torch.zeros_like(t) if g is None else g
         self.n_evals += 1
         value = loss.detach().double()
+        self.last_item_losses = self._item_losses(T, value)
         if self._step_loss is None:
             self._step_loss = float(value)
             act = T.reports.get("activation")
@@ -199,6 +218,16 @@ class _RenderProblem:
             self._step_activation = (act.float().cpu().numpy() if act is not None
                                      else np.full(n, -float(value) / n, dtype=np.float32))
         return value
+
+    def _item_losses(self, T: ActivationAccessor, value: torch.Tensor) -> Optional[torch.Tensor]:
+        """Per-item losses reported by the objective, if they add up to the total loss."""
+        items = T.reports.get("loss")
+        if items is None or items.shape != (self.param.batch_size,):
+            return None
+        items = items.double()
+        if not torch.allclose(items.sum(), value, rtol=1e-5, atol=1e-6 * (1.0 + float(value.abs()))):
+            return None  # other terms (weights, regularisers) are not split per item
+        return items
 
     # -- step bookkeeping --------------------------------------------------------------------
     def begin_step(self, t: int) -> None:
@@ -286,7 +315,7 @@ def render(model: nn.Module, objective: Any, param: Any = None, optimizer: Any =
                                            "Move the model and the parameterization (and its generator) with .to(device)."))
     _check_dtypes(model, param)
     if getattr(param, "model_space", None) is None and hasattr(model, "input_space"):
-        param.model_space = model.input_space
+        param.model_space = _same_space_object(param, model.input_space)
     gen = torch.Generator()
     if seed is not None:
         gen.manual_seed(int(seed))
@@ -332,7 +361,7 @@ def _collect(problem: _RenderProblem, wall: float, interrupted: bool) -> RenderR
         capture = problem.capture
         if capture is not None and capture.names:
             capture.run(x)
-        T = ActivationAccessor(problem.model, capture.features if capture else {}, x)
+        T = ActivationAccessor(problem.model, capture.features if capture else {}, x, names=problem._names)
         loss = problem.objective(T)
         act = T.reports.get("activation")
         final_act = (act.float().cpu().numpy() if act is not None
@@ -341,7 +370,7 @@ def _collect(problem: _RenderProblem, wall: float, interrupted: bool) -> RenderR
     variable = param.tensors()[0].detach()
     n_hist = len(problem.activation_history)
     acts = np.stack(problem.activation_history) if n_hist else np.zeros((0, param.batch_size), np.float32)
-    return RenderResult(images=images, raw=variable.float().cpu().numpy(), model_input=x.detach().float().cpu().numpy(),
+    return RenderResult(images=images, raw=variable.float().cpu().numpy(), model_input=x.detach().float().cpu().numpy().copy(),
                         loss_history=np.asarray(problem.loss_history, dtype=np.float64), activation_history=acts,
                         final_activation=final_act, final_params=variable.clone(), n_evals=problem.n_evals,
                         steps=n_hist, wall_time=wall, interrupted=interrupted)
