@@ -66,13 +66,13 @@ def _frozen_copy(module: nn.Module) -> nn.Module:
 
 
 def bare_pixel(net: nn.Module, mask: torch.Tensor, batch: int, size: int = 227, steps: int = 6,
-               unfrozen: bool = False, lr: float = 1.0) -> Callable[[], List[float]]:
+               unfrozen: bool = False, lr: float = 1.0) -> Callable[[], StepClock]:
     """``run()`` of ``steps`` bare steps of ``(net(x) * mask).sum()``, returning step times."""
     net = copy.deepcopy(net).requires_grad_(unfrozen)
     gen = torch.Generator().manual_seed(0)
     x0 = torch.rand(batch, 3, size, size, generator=gen) * 255 - 120
 
-    def run() -> List[float]:
+    def run() -> StepClock:
         x = x0.clone().requires_grad_(True)
         clock = StepClock()
         for _ in range(steps):
@@ -86,20 +86,20 @@ def bare_pixel(net: nn.Module, mask: torch.Tensor, batch: int, size: int = 227, 
                 x.sub_(g / g.abs().mean().clamp_min(1e-12), alpha=lr)
             x.grad = None
             clock.tick()
-        return clock.intervals()
+        return clock
 
     return run
 
 
 def bare_dgn(gen_net: nn.Module, net: nn.Module, mask: torch.Tensor, batch: int, steps: int = 6,
-             upper: float = 100.0) -> Callable[[], List[float]]:
+             upper: float = 100.0) -> Callable[[], StepClock]:
     """Bare DGN step: code -> generator -> crop -> net, grad w.r.t. the code, clamp, decay."""
     gen_net, net = _frozen_copy(gen_net), _frozen_copy(net)
     g0 = torch.Generator().manual_seed(0)
     z0 = torch.relu(torch.randn(batch, 4096, generator=g0)) * 10
     a, b = CROP
 
-    def run() -> List[float]:
+    def run() -> StepClock:
         z = z0.clone().requires_grad_(True)
         clock = StepClock()
         for _ in range(steps):
@@ -109,21 +109,21 @@ def bare_dgn(gen_net: nn.Module, net: nn.Module, mask: torch.Tensor, batch: int,
             with torch.no_grad():
                 z.sub_(g / g.abs().mean().clamp_min(1e-12)).mul_(0.99).clamp_(0.0, upper)
             clock.tick()
-        return clock.intervals()
+        return clock
 
     return run
 
 
 def our_render(model: nn.Module, objective, make_param: Callable[[], object], make_optimizer: Callable[[], object],
-               steps: int = 6, transforms: Optional[Callable[[], list]] = None) -> Callable[[], List[float]]:
+               steps: int = 6, transforms: Optional[Callable[[], list]] = None) -> Callable[[], StepClock]:
     """``run()`` of one ``lucent_dgn.render`` call, returning its step times (callback clock)."""
     import lucent_dgn
 
-    def run() -> List[float]:
+    def run() -> StepClock:
         clock = StepClock()
         lucent_dgn.render(model, objective, make_param(), make_optimizer(), steps,
                           transforms=transforms() if transforms else None, progress=False,
                           callbacks=[clock], seed=0)
-        return clock.intervals()
+        return clock
 
     return run

@@ -1,10 +1,16 @@
 """Interleaved timing: warm up, alternate the order of the variants each round, report medians.
 
-Every variant is a callable ``run() -> list of per-step seconds`` that times its own steps from
-inside its loop (a :class:`StepClock` whose :meth:`~StepClock.tick` runs at the end of every step,
-so the first interval, which holds the set-up, is never counted). :func:`interleave` runs each
-variant once to warm up, then ``rounds`` rounds over all variants, forward order in even rounds and
-reverse order in odd ones, and pools the intervals of each variant over the rounds.
+Every variant is a callable ``run() -> StepClock`` that times its own steps from inside its loop
+(a :class:`StepClock` whose :meth:`~StepClock.tick` runs at the end of every step, so the first
+interval, which holds the set-up, is never counted). :func:`interleave` runs each variant once to
+warm up, then ``rounds`` rounds over all variants, forward order in even rounds and reverse order
+in odd ones, and pools the intervals of each variant over the rounds.
+
+Two clocks are read at every tick: wall time (``time.perf_counter``) and the process's CPU time
+(``time.process_time``). With one torch thread every operation of a CPU step (autograd's CPU
+backward included) runs on the calling thread, so CPU time is the work of the step and does not
+count the time the scheduler gives to other processes; on a shared machine it is the stable
+measure. With two threads only wall time means anything (CPU time adds both threads).
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["StepClock", "Stats", "summarize", "interleave", "ratio", "time_calls"]
+__all__ = ["StepClock", "Stats", "Timing", "summarize", "interleave", "ratio", "time_calls"]
 
 
 class StepClock:
@@ -27,27 +33,31 @@ class StepClock:
 
     def __init__(self) -> None:
         self.stamps: List[float] = []
+        self.cpu_stamps: List[float] = []
         self.evals: List[int] = []
 
     def tick(self, n_evals: Optional[int] = None) -> None:
         self.stamps.append(time.perf_counter())
+        self.cpu_stamps.append(time.process_time())
         if n_evals is not None:
             self.evals.append(int(n_evals))
 
     def __call__(self, info=None) -> None:
         self.tick(getattr(info, "n_evals", None))
 
-    def intervals(self) -> List[float]:
+    def intervals(self, clock: str = "wall") -> List[float]:
         """Seconds between consecutive ticks (len = ticks - 1): steps 2..N of the loop."""
-        return list(np.diff(self.stamps)) if len(self.stamps) > 1 else []
+        stamps = self.stamps if clock == "wall" else self.cpu_stamps
+        return [float(v) for v in np.diff(stamps)] if len(stamps) > 1 else []
 
-    def per_eval(self) -> List[float]:
+    def per_eval(self, clock: str = "wall") -> List[float]:
         """Seconds per evaluation of each step after the first (needs ``n_evals`` at every tick)."""
+        stamps = self.stamps if clock == "wall" else self.cpu_stamps
         out = []
-        for i in range(1, min(len(self.stamps), len(self.evals))):
+        for i in range(1, min(len(stamps), len(self.evals))):
             n = self.evals[i] - self.evals[i - 1]
             if n > 0:
-                out.append((self.stamps[i] - self.stamps[i - 1]) / n)
+                out.append((stamps[i] - stamps[i - 1]) / n)
         return out
 
 
@@ -77,40 +87,59 @@ def summarize(seconds: Sequence[float]) -> Stats:
     return Stats(float(med), float(p25), float(p75), float(a.min()), int(a.size))
 
 
-def interleave(variants: Mapping[str, Callable[[], Sequence[float]]], rounds: int,
-               warmup: int = 1) -> Dict[str, Stats]:
+@dataclass
+class Timing:
+    """Per-step statistics of one variant on both clocks."""
+
+    wall: Stats
+    cpu: Stats
+
+    def get(self, clock: str) -> Stats:
+        return self.wall if clock == "wall" else self.cpu
+
+    def as_dict(self) -> Dict[str, Dict[str, float]]:
+        return {"wall": self.wall.as_dict(), "cpu": self.cpu.as_dict()}
+
+
+def interleave(variants: Mapping[str, Callable[[], StepClock]], rounds: int, warmup: int = 1,
+               per_eval: bool = False) -> Dict[str, Timing]:
     """Run every variant ``warmup`` times, then ``rounds`` rounds in alternating order.
 
     Args:
-        variants: name -> ``run()`` returning the per-step seconds of one call.
+        variants: name -> ``run()`` returning the :class:`StepClock` of one call.
         rounds: measured rounds (>= 1); the order is reversed in odd rounds.
         warmup: unmeasured calls of each variant before the first round.
+        per_eval: pool seconds per evaluation instead of per step (L-BFGS).
 
     Returns:
-        name -> :class:`Stats` over the pooled intervals of all rounds.
+        name -> :class:`Timing` over the pooled intervals of all rounds.
     """
     names = list(variants)
     for _ in range(warmup):
         for name in names:
             variants[name]()
-    pooled: Dict[str, List[float]] = {name: [] for name in names}
+    pooled: Dict[str, Dict[str, List[float]]] = {name: {"wall": [], "cpu": []} for name in names}
     for r in range(rounds):
         gc.collect()
         for name in (names if r % 2 == 0 else names[::-1]):
-            pooled[name].extend(variants[name]())
-    return {name: summarize(values) for name, values in pooled.items()}
+            clock = variants[name]()
+            for kind in ("wall", "cpu"):
+                pooled[name][kind].extend(clock.per_eval(kind) if per_eval else clock.intervals(kind))
+    return {name: Timing(summarize(v["wall"]), summarize(v["cpu"])) for name, v in pooled.items()}
 
 
-def time_calls(fn: Callable[[], object], repeat: int) -> List[float]:
-    """Seconds of ``repeat`` consecutive calls of ``fn`` (for small per-call operations)."""
-    out = []
+def time_calls(fn: Callable[[], object], repeat: int) -> StepClock:
+    """A clock ticked before and after ``repeat`` consecutive calls of ``fn`` (small operations)."""
+    clock = StepClock()
+    clock.tick()
     for _ in range(repeat):
-        t0 = time.perf_counter()
         fn()
-        out.append(time.perf_counter() - t0)
-    return out
+        clock.tick()
+    return clock
 
 
-def ratio(a: Stats, b: Stats) -> float:
-    """Ratio of medians ``a / b``."""
+def ratio(a, b, clock: str = "cpu") -> float:
+    """Ratio of medians ``a / b`` (:class:`Stats` or :class:`Timing` on ``clock``)."""
+    if isinstance(a, Timing):
+        a, b = a.get(clock), b.get(clock)
     return a.median_ms / b.median_ms if b.median_ms > 0 else float("nan")

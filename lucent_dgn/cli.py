@@ -1,7 +1,8 @@
 """``lucent-dgn`` command line: render, layers, convert-caffemodel, train-generator, demo.
 
-Errors on bad arguments print one line (``lucent-dgn: error: ...``) and exit with status 2;
-no traceback is shown.
+Errors on bad arguments print one line (``lucent-dgn: error: ...`` or, for usage errors,
+``lucent-dgn <command>: error: ...``) and exit with status 2; no traceback is shown.
+``convert-caffemodel`` exits with status 1 when its input cannot be read or converted.
 """
 from __future__ import annotations
 
@@ -93,14 +94,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from .runs import render_units, save_units
     from ._io import ensure_writable_dir
     _check_run_args(args)
-    torch.set_num_threads(args.threads)
-    out = ensure_writable_dir(args.out, "--out")  # fail before any work
     units = _units(args.units)
     if not units:
         raise ConfigError(describe("--units", "at least one unit", args.units))
     if args.steps is not None and args.steps <= 0:
         raise ConfigError(describe("--steps", "a positive integer", args.steps))
     _check_model_name(args.model)
+    out = ensure_writable_dir(args.out, "--out")  # fail before any work
+    torch.set_num_threads(args.threads)
     model = load_model_by_name(args.model, args.weights).to(args.device)
     generator = None
     if any(v.startswith("dgn") for v in args.variant):
@@ -207,7 +208,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if argv and argv[0] == "convert-caffemodel":
             return _cmd_convert(argv[1:])
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as stop:  # --help (0) or a usage error (2, one line already printed)
+            return int(stop.code or 0)
         return int(args.func(args))
     except (LucentDGNError, FileNotFoundError, PermissionError) as err:
         print(f"lucent-dgn: error: {err}", file=sys.stderr)

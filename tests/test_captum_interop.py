@@ -108,12 +108,23 @@ def test_to_hwc_layouts():
         to_hwc(np.zeros((4, 5)))
 
 
+def test_to_hwc_keeps_attribution_values_without_clip():
+    attr = torch.tensor([[[[-2.5, 0.5], [3.0, -0.25]]]])  # (1, 1, 2, 2), channels first
+    kept = to_hwc(attr, clip=False)
+    assert kept.shape == (1, 2, 2, 1) and kept.dtype == np.float32
+    assert np.array_equal(kept[0, :, :, 0], [[-2.5, 0.5], [3.0, -0.25]])
+    assert np.array_equal(to_hwc(attr)[0, :, :, 0], [[0.0, 0.5], [1.0, 0.0]])
+    nhwc = np.array([[[[-1.0, 2.0, 0.5]]]], dtype=np.float64)
+    assert np.array_equal(to_hwc(nhwc, clip=False), nhwc.astype(np.float32))
+    assert np.allclose(to_hwc(np.array([[[[0, 255, 51]]]], dtype=np.uint8), clip=False), [[[[0.0, 1.0, 0.2]]]])
+
+
 def test_to_hwc_feeds_captum_visualization():
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     from captum.attr import visualization
     image = to_hwc(torch.rand(1, 3, 8, 8))[0]
-    attr = to_hwc(torch.rand(1, 3, 8, 8) - 0.5)[0]
+    attr = to_hwc(torch.rand(1, 3, 8, 8) - 0.5, clip=False)[0]
     figure, _ = visualization.visualize_image_attr(attr, image, method="blended_heat_map", sign="all",
                                                    use_pyplot=False)
     assert figure is not None

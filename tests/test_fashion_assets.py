@@ -22,8 +22,8 @@ from lucent_dgn.training.make_assets import TEST_SUBSET, reconstruction_mse, sha
 
 torch.set_num_threads(1)
 needs_data = pytest.mark.skipif(not fashion_mnist_available(), reason="install dataset-fashion-mnist")
-#: Measured when the assets were made: subset MSE 0.0?? ; the bound leaves a margin for fp16 rounding.
-RECONSTRUCTION_MSE_BOUND = 0.03
+#: Measured when the assets were made: 0.0285 on this subset (0.0289 on the whole test split).
+RECONSTRUCTION_MSE_BOUND = 0.032
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,8 @@ def test_generator_statistics_match_the_training_data() -> None:
     codes = torch.relu(clf.fc1(clf.flatten(clf.pool2(clf.relu2(clf.conv2(clf.pool1(clf.relu1(clf.conv1(
         clf.standardise(images)))))))))).detach()
     assert torch.all(codes.max(0).values <= gen.code_max + 1e-4)
-    assert torch.allclose(codes.mean(0), gen.code_mean, atol=0.1 * float(gen.code_std.mean()))
+    # 1000 of 60000 images: the sample mean lies within a few standard errors (std / 31.6).
+    assert torch.all((codes.mean(0) - gen.code_mean).abs() <= 0.2 * gen.code_std + 1e-3)
 
 
 def test_missing_dataset_names_the_package(tmp_path: Path) -> None:

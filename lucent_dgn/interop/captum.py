@@ -4,7 +4,8 @@
   ``NeuronGradient(model, module).attribute(x, neuron_selector=as_neuron_selector(mask))`` gives
   the gradient of the masked sum, i.e. minus the gradient of :func:`masked_units`.
 * :func:`module_for` resolves a layer reference to the module Captum expects.
-* :func:`to_hwc` converts rendered images to the HWC arrays ``captum.attr.visualization`` takes.
+* :func:`to_hwc` converts rendered images (and attributions, ``clip=False``) to the HWC arrays
+  ``captum.attr.visualization`` takes.
 * :func:`mask_from_attribution` picks the top-k units of a layer attribution as a mask.
 """
 from __future__ import annotations
@@ -78,16 +79,19 @@ def module_for(model: nn.Module, layer: LayerRef) -> nn.Module:
     return resolve_layer(model, layer)[1]
 
 
-def to_hwc(images: ArrayLike) -> np.ndarray:
-    """Images as float32 HWC arrays in [0, 1], ready for ``captum.attr.visualization``.
+def to_hwc(images: ArrayLike, clip: bool = True) -> np.ndarray:
+    """Images (or attributions) as float32 HWC arrays, ready for ``captum.attr.visualization``.
 
     Args:
         images: (N, H, W, C) or (N, C, H, W) with C in {1, 3} (a torch tensor or numpy array;
-            also a single image without N). A last axis of size 1 or 3 is read as channels first.
-            uint8 values are divided by 255; other values are clipped to [0, 1].
+            also a single image without N). A last axis of size 1 or 3 is taken as the channel
+            axis (checked before the second axis).
+            uint8 values are divided by 255.
+        clip: clip float values to [0, 1] (default True, for images); False keeps them as they
+            are, for attributions (signed, any scale) of the same layout.
 
     Returns:
-        numpy array (N, H, W, C), float32; ``result[i]`` is one HWC image.
+        numpy array (N, H, W, C), float32; ``result[i]`` is one HWC image (or attribution map).
     """
     array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if array.ndim == 3:
@@ -101,7 +105,8 @@ def to_hwc(images: ArrayLike) -> np.ndarray:
         array = array.transpose(0, 2, 3, 1)
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
-    return np.clip(array.astype(np.float32), 0.0, 1.0)
+    array = array.astype(np.float32)
+    return np.clip(array, 0.0, 1.0) if clip else array
 
 
 def mask_from_attribution(attr: ArrayLike, k: int = 1, per_item: bool = False, *, absolute: bool = False,

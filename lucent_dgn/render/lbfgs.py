@@ -6,6 +6,7 @@ the start point is first projected into the box, as SciPy does.
 """
 from __future__ import annotations
 
+import logging
 from typing import Optional, Tuple
 
 import numpy as np
@@ -15,6 +16,8 @@ from ..errors import BoundsError, ConfigError, describe
 from .problem import Problem
 
 __all__ = ["LBFGSB", "ScipyLBFGSB", "box_bounds"]
+
+logger = logging.getLogger(__name__)
 
 Box = Optional[Tuple[torch.Tensor, torch.Tensor]]
 
@@ -92,6 +95,9 @@ class ScipyLBFGSB:
         self.maxls = _num("maxls", maxls, True)
         self.ftol, self.gtol, self.disp = _num("ftol", ftol), _num("gtol", gtol), bool(disp)
         self.n_evals, self.n_iter, self.result, self.message = 0, 0, None, ""
+
+    def __repr__(self) -> str:
+        return f"ScipyLBFGSB(maxiter={self.maxiter}, m={self.m}, ftol={self.ftol:g}, gtol={self.gtol:g})"
 
     def run(self, problem: Problem) -> None:
         """Optimise ``problem.param.variable`` in place (see the class docstring)."""
@@ -223,18 +229,19 @@ class LBFGSB:
     ``d = -H g`` on the free ones (0 on active ones), with H the L-BFGS inverse Hessian of the last
     ``history_size`` pairs (compact form: two batched products over the stacked history); then a
     line search on the projected path ``P(x + a d)``: Armijo along the path, weak Wolfe curvature
-    on the still-moving coordinates, extrapolation (x4), safeguarded
-    quadratic backtracking. First step with an empty history: 1 for boxed items, else ``1/|d|``
-    (SciPy's rule). Pairs with ``s.y <= curvature_eps * y.y`` are skipped. A failed line search
-    resets the item's history; failing again finishes it. An item finishes when
-    ``max|x - P(x - g)| <= gtol`` or its decrease is ``<= ftol * max(|f|, |f+|, 1)`` (SciPy's
-    tests); the run ends when all have. Without bounds this is plain L-BFGS.
+    on the still-moving coordinates, extrapolation (x4), safeguarded quadratic backtracking.
+    First step with an empty history: 1 for boxed items, else ``1/|d|`` (SciPy's rule). Pairs
+    with ``s.y <= curvature_eps * y.y`` are skipped. A failed line search resets the item's
+    history; failing again finishes it. An item finishes when ``max|x - P(x - g)| <= gtol`` or
+    its decrease is ``<= ftol * max(|f|, |f+|, 1)`` (SciPy's tests); the run ends when all have.
+    Without bounds this is plain L-BFGS.
 
     Batches: ``per_item=True`` (default) gives each item its own history, step and stopping state
     (from ``problem.last_item_losses``; item i's gradient depends on item i only), so each item
     follows its own path; a step costs the evaluations its slowest item needs. ``per_item=False``
-    treats the whole (N, ...) variable as one vector. Loss and gradient carry over between steps
-    (as in SciPy): with random transforms, step t's first trial is compared with step t-1's draw.
+    (or a problem whose ``last_item_losses`` is None) treats the (N, ...) variable as one vector.
+    Loss and gradient carry over between steps (as in SciPy): with random transforms, step t's
+    first trial is compared with step t-1's draw.
 
     Args:
         max_iter: iteration limit (default 500; also capped by ``problem.n_steps``).
@@ -261,6 +268,10 @@ class LBFGSB:
         self.c1, self.c2, self.dtype, self.per_item = float(c1), float(c2), dtype, bool(per_item)
         self.n_evals, self.n_iter, self.finished, self._box = 0, 0, None, None
 
+    def __repr__(self) -> str:
+        return (f"LBFGSB(max_iter={self.max_iter}, history_size={self.m}, ftol={self.ftol:g}, gtol={self.gtol:g}, "
+                f"dtype={self.dtype}, per_item={self.per_item})")
+
     def _proj(self, x: torch.Tensor) -> torch.Tensor:
         return x if self._box is None else torch.clamp(x, self._box[0], self._box[1])
 
@@ -271,9 +282,11 @@ class LBFGSB:
         loss, self.n_evals = problem.evaluate(), self.n_evals + 1
         grad, items = var.grad, (problem.last_item_losses if n > 1 else None)
         g = torch.zeros_like(x) if grad is None else grad.detach().reshape(x.shape).to(x.dtype, copy=True)
-        if n > 1 and items is None:
-            raise ConfigError(describe("per_item", "False for a problem without last_item_losses", True))
-        return (loss if items is None else items).detach().reshape(n).to(x.device, torch.float64), g
+        f = (loss if items is None else items).detach().reshape(-1).to(x.device, torch.float64)
+        if f.numel() != n and self.n_evals > 1:  # the first evaluation may switch to one joint vector
+            raise ConfigError(describe("problem.last_item_losses", f"an ({n},) tensor at every evaluation",
+                                       items, "Use LBFGSB(per_item=False)."))
+        return f, g
 
     def _apg(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """|x - P(x - g)| (B, D); 0 on active coordinates. Float arithmetic: masks are slow on CPU."""
@@ -314,20 +327,25 @@ class LBFGSB:
         x_new = self._proj(torch.addcmul(x, a_acc[:, None].to(x.dtype), d))
         return x_new, torch.where(acc, f_acc, f), _pick(acc, g_acc, g), ~acc
 
-    def run(self, problem: Problem) -> None:
-        """Optimise ``problem.param.variable`` in place (see the class docstring)."""
-        var = problem.param.variable
-        dtype, rows = self.dtype or var.dtype, var.shape[0] if self.per_item else 1
-        box = box_bounds(problem, dtype)
+    def _setup(self, var: torch.Tensor, box: Box, rows: int):
         self._box = None if box is None else tuple(b.reshape(rows, -1) for b in box)
         self._boxed = torch.zeros(rows, dtype=torch.bool, device=var.device) if box is None else (
             torch.isfinite(self._box[0]) & torch.isfinite(self._box[1])).all(1)
-        x = self._proj(var.detach().to(dtype).reshape(rows, -1).clone())
-        hist, f, g, self.n_evals, self.n_iter = _History(rows, x.shape[1], self.m, x), None, None, 0, 0
+        x = self._proj(var.detach().to(self.dtype or var.dtype).reshape(rows, -1).clone())
+        return x, _History(rows, x.shape[1], self.m, x)
+
+    def run(self, problem: Problem) -> None:
+        """Optimise ``problem.param.variable`` in place (see the class docstring)."""
+        var = problem.param.variable
+        box, f, g, self.n_evals, self.n_iter = box_bounds(problem, self.dtype or var.dtype), None, None, 0, 0
+        x, hist = self._setup(var, box, var.shape[0] if self.per_item else 1)
         for t in range(_limit(self.max_iter, problem)):
             problem.begin_step(t)
             if f is None:
                 f, g = self._evaluate(problem, x)
+                if f.numel() != x.shape[0]:
+                    logger.info("No per-item losses (objective not split by item): one joint L-BFGS history.")
+                    (x, hist), g = self._setup(var, box, 1), g.reshape(1, -1)
                 apg = self._apg(x, g)
                 self.finished = apg.amax(1) <= self.gtol
             if not bool(self.finished.all()):

@@ -93,9 +93,9 @@ def _check_dtypes(model: nn.Module, param: Parameterization) -> None:
 def _check_input(model: nn.Module, x: torch.Tensor) -> None:
     """The image must have the channel count of ``model.input_space`` (when the model declares one)."""
     channels = getattr(getattr(model, "input_space", None), "channels", None)
-    if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
-        rule = f"images (N, {channels if channels is not None else 'C'}, H, W) for the model"
-        raise ShapeError(describe("param", rule, f"shape {tuple(x.shape)}", raw=True) +
+    if channels is not None and (x.ndim != 4 or x.shape[1] != channels):
+        raise ShapeError(describe("param", f"images (N, {channels}, H, W) for the model", f"shape {tuple(x.shape)}",
+                                  raw=True) +
                          " Match the parameterization's space/channels to model.input_space.")
 
 
@@ -160,7 +160,7 @@ class _RenderProblem:
         self.transforms, self.n_steps, self.callbacks, self.bar = transforms, n_steps, callbacks, bar
         self.n_evals = 0
         self.step = -1
-        self.last_item_losses = None
+        self._item_source: Optional[tuple] = None  # (reports, loss) of the last evaluation
         self.loss_history: List[float] = []
         self.activation_history: List[np.ndarray] = []
         self._step_loss: Optional[float] = None
@@ -210,18 +210,27 @@ class _RenderProblem:
             t.grad = torch.zeros_like(t) if g is None else g
         self.n_evals += 1
         value = loss.detach().double()
-        self.last_item_losses = self._item_losses(T, value)
-        if self._step_loss is None:
-            self._step_loss = float(value)
-            act = T.reports.get("activation")
-            n = self.param.batch_size
-            self._step_activation = (act.float().cpu().numpy() if act is not None
-                                     else np.full(n, -float(value) / n, dtype=np.float32))
+        self._item_source = (T.reports, value)  # split per item only when an optimizer asks
+        # The step records its last evaluation: for GD the only one, for L-BFGS the accepted point.
+        self._step_loss = float(value)
+        act = T.reports.get("activation")
+        n = self.param.batch_size
+        self._step_activation = (act.float().cpu().numpy() if act is not None
+                                 else np.full(n, -float(value) / n, dtype=np.float32))
         return value
 
-    def _item_losses(self, T: ActivationAccessor, value: torch.Tensor) -> Optional[torch.Tensor]:
+    @property
+    def last_item_losses(self) -> Optional[torch.Tensor]:
+        """(N,) per-item losses of the last evaluation, or None (computed on first access)."""
+        if self._item_source is None:
+            return None
+        if len(self._item_source) == 2:
+            self._item_source = self._item_source + (self._item_losses(*self._item_source),)
+        return self._item_source[2]
+
+    def _item_losses(self, reports: Dict[str, torch.Tensor], value: torch.Tensor) -> Optional[torch.Tensor]:
         """Per-item losses reported by the objective, if they add up to the total loss."""
-        items = T.reports.get("loss")
+        items = reports.get("loss")
         if items is None or items.shape != (self.param.batch_size,):
             return None
         items = items.double()
@@ -243,7 +252,7 @@ class _RenderProblem:
         self.activation_history.append(self._step_activation)
         info = StepInfo(step=t, loss=self._step_loss, activation=self._step_activation, n_evals=self.n_evals,
                         param=self.param)
-        if self.bar is not None:
+        if self.bar is not None and not self.bar.disable:
             self.bar.update(1)
             self.bar.set_postfix(act=f"{float(np.mean(self._step_activation)):.4g}", evals=self.n_evals)
         stop = False

@@ -17,7 +17,7 @@ class StepInfo:
     step: int
     """0-based outer step that just finished."""
     loss: float
-    """Objective value (a loss: lower = stronger activation) at this step's first evaluation."""
+    """Objective value (a loss: lower = stronger activation) at this step's last evaluation (GD: its only one; L-BFGS: the accepted point)."""
     activation: np.ndarray
     """(N,) per-item target activation reported by the objective (``-loss`` split evenly if none)."""
     n_evals: int
@@ -36,7 +36,7 @@ class RenderResult:
         raw: the final optimised variable as numpy, e.g. the net-space image (N, 3, H, W) or the
             generator codes (N, *code_shape).
         model_input: (N, C, H, W) float32, the final image in the model's input space.
-        loss_history: (T,) loss per outer step (the first evaluation of the step).
+        loss_history: (T,) loss per outer step (its last evaluation: for L-BFGS the accepted point).
         activation_history: (T, N) per-item target activation per outer step.
         final_activation: (N,) target activation of the final images (one extra forward pass).
         final_params: the optimised tensor (detached clone, on the render device).

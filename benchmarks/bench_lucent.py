@@ -1,0 +1,132 @@
+"""Item 3: lucent_dgn's render against Lucent's ``render_vis`` with the same objective, param and optimizer.
+
+Both get torchvision's AlexNet (random weights), Lucent's own objective (``channel('classifier_6', 0)``
+for fc8, ``channel('features_0', 0)`` for conv1), the same Lucent ``param_f`` at 227 px, Adam with
+lr 0.05 (Lucent's default) and the same transform list: ``[normalize()]`` (what ``preprocess=True``
+appends) or Lucent's ``standard_transforms + [normalize()]``. "As users pass it" means the model
+only in eval mode, weights trainable: that is what Lucent computes with; lucent_dgn freezes the
+model during the render by itself. Lucent's per-step times come from a wrapper around its
+optimizer's ``step``; Lucent's forward hooks (23 per call, never removed) are cleared after every
+call so calls do not pile them up.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import warnings
+from typing import Callable, Dict, List
+
+import torch
+
+import lucent_dgn as ld
+from _pipelines import tv_alexnet
+from _report import Row, row
+from _timing import StepClock, Timing, interleave, ratio
+
+__all__ = ["run"]
+
+
+def _param_f(fft: bool) -> Callable:
+    from lucent.optvis import param
+
+    def param_f():
+        return param.image(227, fft=fft, decorrelate=fft)
+    return param_f
+
+
+def _transforms(standard: bool) -> list:
+    from lucent.optvis import transform
+    return (list(transform.standard_transforms) if standard else []) + [transform.normalize()]
+
+
+def _objective(layer: str):
+    from lucent.optvis import objectives
+    return objectives.channel(layer, 0)
+
+
+def lucent_run(model: torch.nn.Module, layer: str, fft: bool, standard: bool, steps: int) -> Callable[[], StepClock]:
+    """``run()`` of one ``render_vis`` call; the clock ticks after each optimizer step."""
+    from lucent.optvis.render import render_vis
+
+    def run() -> StepClock:
+        clock = StepClock()
+
+        def factory(params):
+            opt = torch.optim.Adam(params, lr=5e-2)
+            step = opt.step
+
+            def timed_step(closure=None):
+                out = step(closure)
+                clock.tick()
+                return out
+            opt.step = timed_step
+            return opt
+
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                render_vis(model, _objective(layer), _param_f(fft), optimizer=factory,
+                           transforms=_transforms(standard), thresholds=(steps,), progress=False,
+                           show_image=False, preprocess=False)
+        finally:
+            for m in model.modules():  # Lucent never removes its hooks
+                m._forward_hooks.clear()
+        return clock
+
+    return run
+
+
+def ours_run(model: torch.nn.Module, layer: str, fft: bool, standard: bool, steps: int) -> Callable[[], StepClock]:
+    """``run()`` of one ``lucent_dgn.render`` call with the same pieces (no seed: Lucent's random
+    transforms keep drawing from numpy's global generator, as in ``render_vis``; a fixed seed would
+    repeat the same scales, i.e. the same input sizes, in every round)."""
+    def run() -> StepClock:
+        clock = StepClock()
+        optimizer = ld.TorchOptimizer(lambda p: torch.optim.Adam(p, lr=5e-2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ld.render(model, _objective(layer), _param_f(fft), optimizer, steps,
+                      transforms=_transforms(standard), progress=False, callbacks=[clock], seed=None)
+        return clock
+
+    return run
+
+
+def _detail(res: Dict[str, Timing], *names: str) -> Dict[str, dict]:
+    return {n: res[n].as_dict() for n in names}
+
+
+def run(quick: bool, threads: int = 1, log=print) -> List[Row]:
+    """Rows of item 3 (batch 1). ``preprocess=False`` plus an explicit ``normalize()`` equals
+    Lucent's ``preprocess=True`` for a torchvision model and lets both loops get the same list."""
+    clock = "cpu" if threads == 1 else "wall"
+    users = tv_alexnet()                                   # as users pass it: eval(), trainable
+    froze = copy.deepcopy(users).requires_grad_(False)     # a user who froze it
+    ours_model = copy.deepcopy(users)
+    steps = 4
+    variants = {
+        "lucent pixel fc8": lucent_run(users, "classifier_6", False, False, steps),
+        "ours pixel fc8": ours_run(ours_model, "classifier_6", False, False, steps),
+        "lucent defaults fc8": lucent_run(users, "classifier_6", True, True, steps),
+        "ours defaults fc8": ours_run(ours_model, "classifier_6", True, True, steps),
+        "lucent pixel conv1": lucent_run(users, "features_0", False, False, steps),
+        "ours pixel conv1": ours_run(ours_model, "features_0", False, False, steps),
+        "lucent pixel fc8, frozen by user": lucent_run(froze, "classifier_6", False, False, steps),
+        "lucent defaults fc8, frozen by user": lucent_run(froze, "classifier_6", True, True, steps),
+    }
+    log("  render_vis vs render, batch 1")
+    res = interleave(variants, 5 if quick else 9)
+    kw = dict(clock=clock, threads=threads)
+    pairs = [
+        ("3.pixel.fc8", "vs Lucent, pixel fc8 (model as users pass it)", "ours pixel fc8", "lucent pixel fc8", "<= 0.35"),
+        ("3.defaults.fc8", "vs Lucent, fft + standard transforms, fc8", "ours defaults fc8", "lucent defaults fc8",
+         "<= 0.30"),
+        ("3.pixel.conv1", "vs Lucent, pixel conv1", "ours pixel conv1", "lucent pixel conv1", "<= 0.30"),
+        ("3.frozen.pixel.fc8", "vs Lucent frozen by the user, pixel fc8", "ours pixel fc8",
+         "lucent pixel fc8, frozen by user", "<= 1.00"),
+        ("3.frozen.defaults.fc8", "vs Lucent frozen by the user, fft + standard transforms, fc8",
+         "ours defaults fc8", "lucent defaults fc8, frozen by user", "<= 1.00"),
+    ]
+    return [row(3, key, what, ratio(res[a], res[b], clock), target, **kw, **_detail(res, a, b))
+            for key, what, a, b, target in pairs]
