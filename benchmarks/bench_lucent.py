@@ -17,6 +17,7 @@ import io
 import warnings
 from typing import Callable, Dict, List
 
+import numpy as np
 import torch
 
 import lucent_dgn as ld
@@ -45,12 +46,28 @@ def _objective(layer: str):
     return objectives.channel(layer, 0)
 
 
+def _same_draws(calls: List[int], standard: bool, lucent: bool) -> None:
+    """Give call k of every variant the same random transforms: numpy's generator (which Lucent's
+    transforms use) is seeded with k; on Lucent's side one set of draws is spent first, as
+    lucent_dgn's validation pass spends one before its first step. Scale draws change the input
+    size (226-276 px), so unequal draws would add up to +-20 % per step to the comparison."""
+    np.random.seed(1000 + calls[0])
+    calls[0] += 1
+    if standard and lucent:
+        x = torch.zeros(1, 3, 227, 227)
+        for t in _transforms(True):
+            x = t(x)
+
+
 def lucent_run(model: torch.nn.Module, layer: str, fft: bool, standard: bool, steps: int) -> Callable[[], StepClock]:
     """``run()`` of one ``render_vis`` call; the clock ticks after each optimizer step."""
     from lucent.optvis.render import render_vis
 
+    calls = [0]
+
     def run() -> StepClock:
         clock = StepClock()
+        _same_draws(calls, standard, lucent=True)
 
         def factory(params):
             opt = torch.optim.Adam(params, lr=5e-2)
@@ -81,8 +98,11 @@ def ours_run(model: torch.nn.Module, layer: str, fft: bool, standard: bool, step
     """``run()`` of one ``lucent_dgn.render`` call with the same pieces (no seed: Lucent's random
     transforms keep drawing from numpy's global generator, as in ``render_vis``; a fixed seed would
     repeat the same scales, i.e. the same input sizes, in every round)."""
+    calls = [0]
+
     def run() -> StepClock:
         clock = StepClock()
+        _same_draws(calls, standard, lucent=False)
         optimizer = ld.TorchOptimizer(lambda p: torch.optim.Adam(p, lr=5e-2))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -91,6 +111,41 @@ def ours_run(model: torch.nn.Module, layer: str, fft: bool, standard: bool, step
         return clock
 
     return run
+
+
+def _piece(model, fft: bool, standard: bool, size: int, steps: int) -> Callable[[], StepClock]:
+    """One part of a Lucent-defaults step, fwd + bwd w.r.t. the param: ``model`` None = param and
+    transforms only (loss = image sum); fft/standard False = the bare network at ``size`` px."""
+    net = None if model is None else copy.deepcopy(model).requires_grad_(False)
+
+    def run() -> StepClock:
+        clock = StepClock()
+        if fft or standard:
+            params, image_f = _param_f(fft)()
+        else:
+            params = [torch.rand(1, 3, size, size, requires_grad=True)]
+            image_f = lambda: params[0]  # noqa: E731
+        tf = _transforms(standard)
+        for _ in range(steps):
+            x = image_f()
+            for t in tf:
+                x = t(x)
+            out = net(x) if net is not None else x
+            torch.autograd.grad(out[:, 0].sum() if net is not None else out.sum(), params)
+            clock.tick()
+        return clock
+    return run
+
+
+def breakdown(model, quick: bool, threads: int) -> List[Row]:
+    """Where a frozen Lucent-defaults step goes: network at 227 and at 251 px, fft param + transforms."""
+    clock = "cpu" if threads == 1 else "wall"
+    res = interleave({"net 227": _piece(model, False, False, 227, 4), "net 251": _piece(model, False, False, 251, 4),
+                      "fft param + standard transforms": _piece(None, True, True, 227, 4),
+                      "pixel param + normalize": _piece(None, False, False, 227, 4)}, 3 if quick else 7)
+    kw = dict(clock=clock, threads=threads)
+    return [row(3, f"3.breakdown.{k.replace(' ', '_')}", f"Lucent defaults step breakdown: {k} (ms)",
+                res[k].get(clock).median_ms, "", **kw) for k in res]
 
 
 def _detail(res: Dict[str, Timing], *names: str) -> Dict[str, dict]:
@@ -128,5 +183,7 @@ def run(quick: bool, threads: int = 1, log=print) -> List[Row]:
         ("3.frozen.defaults.fc8", "vs Lucent frozen by the user, fft + standard transforms, fc8",
          "ours defaults fc8", "lucent defaults fc8, frozen by user", "<= 1.00"),
     ]
-    return [row(3, key, what, ratio(res[a], res[b], clock), target, **kw, **_detail(res, a, b))
+    rows = [row(3, key, what, ratio(res[a], res[b], clock), target, **kw, **_detail(res, a, b))
             for key, what, a, b, target in pairs]
+    log("  Lucent-defaults step breakdown")
+    return rows + breakdown(users, quick, threads)

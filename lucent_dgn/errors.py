@@ -30,6 +30,8 @@ __all__ = [
 
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
+    if isinstance(value, str):  # names and paths are shown whole (up to a sane length)
+        limit = 300
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -124,8 +124,7 @@ def test_atomic_checkpoint_leaves_no_partial_file(tmp_path: Path, monkeypatch) -
     before = target.read_bytes()
 
     def broken_save(obj, f, *args, **kwargs):
-        with open(f, "wb") as handle:
-            handle.write(b"partial")
+        f.write(b"partial")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

@@ -140,7 +140,10 @@ def atomic_save(obj: Any, path: Union[str, Path]) -> Path:
     os.close(fd)
     try:
         os.chmod(tmp, 0o644)
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as handle:  # a file object keeps the archive's inner name fixed
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

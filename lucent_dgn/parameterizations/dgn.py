@@ -78,8 +78,9 @@ class DGNImage(Parameterization):
         self.register_buffer("upper", hi.unsqueeze(0), persistent=False)
         try:
             ref = next(generator.parameters())
-            code = code.to(ref.device)
-            self.lower, self.upper = self.lower.to(ref.device), self.upper.to(ref.device)
+            dtype = ref.dtype if ref.is_floating_point() else code.dtype
+            code = code.to(ref.device, dtype)
+            self.lower, self.upper = self.lower.to(ref.device, dtype), self.upper.to(ref.device, dtype)
         except StopIteration:
             pass
         self.variable = nn.Parameter(code.contiguous())

@@ -8,7 +8,8 @@ Trains, with fixed seeds, the target classifier (:class:`~lucent_dgn.models.fash
 the independent judge (:class:`~lucent_dgn.models.fashion.FashionMLP`) and the generator inverting
 the classifier's ``relu3`` layer, then writes ``fashion_classifier.pt``, ``fashion_judge.pt``,
 ``fashion_generator.pt`` (float16 weights) and ``fashion_assets.json`` (sha256, sizes, test
-accuracies, reconstruction MSE, settings, timings). Finished stages and the generator checkpoint
+accuracies, reconstruction MSE, settings, timings). The weight files hold no timings, so with the
+same torch version and one CPU thread a rerun reproduces them byte for byte. Finished stages and the generator checkpoint
 are kept in ``--work-dir`` so an interrupted run continues. Needs the Debian package
 ``dataset-fashion-mnist``. On one CPU thread this takes about 10-15 minutes.
 """
@@ -90,8 +91,7 @@ def _train_classifier_file(kind: str, cls: type, path: Path, train, progress: bo
                                flips=cfg["flips"], weight_decay=cfg.get("weight_decay", 0.0), seed=cfg["seed"],
                                progress=progress)
     seconds = time.time() - start
-    save_asset(model, path, cfg["config"], meta={"settings": cfg, "history": history, "train_seconds": seconds,
-                                                 "input": INPUT_NOTE})
+    save_asset(model, path, cfg["config"], meta={"settings": cfg, "history": history, "input": INPUT_NOTE})
     return seconds
 
 
@@ -127,8 +127,7 @@ def make_assets(out: Path = ASSETS_DIR, work_dir: Path = Path("build/fashion_ass
                                  feature_weight=cfg["feature_weight"], adversarial_weight=cfg["adversarial_weight"],
                                  lr=cfg["lr"], generator_kwargs=cfg["generator_kwargs"], checkpoint_every=200,
                                  progress=progress)
-        result.generator.meta.update({"input": INPUT_NOTE, "classifier_file": "fashion_classifier.pt",
-                                      "train_seconds": time.time() - start})
+        result.generator.meta.update({"input": INPUT_NOTE, "classifier_file": "fashion_classifier.pt"})
         save_generator(result.generator, gen_path)
     seconds["generator"] = time.time() - start
     summary = _evaluate_and_copy(work_dir, out, test, seconds, limit)
