@@ -1,4 +1,5 @@
-"""L-BFGS-B optimizers: SciPy's solver (cnnpref's choice) and a bounded L-BFGS in torch.
+"""L-BFGS-B optimizers: a bounded L-BFGS in torch (:class:`LBFGSB`) and SciPy's solver
+(:class:`ScipyLBFGSB`, cnnpref's choice, in :mod:`.lbfgs_scipy`).
 
 Both follow :mod:`lucent_dgn.render.problem`. One outer step is one L-BFGS iteration (one or more
 evaluations); at most ``min(max_iter, problem.n_steps)`` run. Bounds: ``problem.param.bounds()``;
@@ -9,142 +10,16 @@ from __future__ import annotations
 import logging
 from typing import Optional, Tuple
 
-import numpy as np
 import torch
 
-from ..errors import BoundsError, ConfigError, describe
+from ..errors import ConfigError, describe
+from ._lbfgs_common import Box, _check, _limit, _num, box_bounds
+from .lbfgs_scipy import ScipyLBFGSB
 from .problem import Problem
 
 __all__ = ["LBFGSB", "ScipyLBFGSB", "box_bounds"]
 
 logger = logging.getLogger(__name__)
-
-Box = Optional[Tuple[torch.Tensor, torch.Tensor]]
-
-
-def _check(name: str, value, ok: bool, rule: str):
-    if not ok:
-        raise ConfigError(describe(name, rule, value))
-    return value
-
-
-def _num(name: str, value, integer: bool = False):
-    """A positive int (``integer``) or a number >= 0, else ConfigError."""
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    ok = isinstance(value, kinds) and not isinstance(value, bool) and (value > 0 if integer else value >= 0)
-    rule = "a positive integer" if integer else "a number >= 0"
-    return (int if integer else float)(_check(name, value, ok, rule))
-
-
-def _limit(max_iter: Optional[int], problem: Problem) -> int:
-    limits = [int(v) for v in (max_iter, getattr(problem, "n_steps", None)) if v is not None]
-    return min(limits) if limits else 500
-
-
-def box_bounds(problem: Problem, dtype: Optional[torch.dtype] = None) -> Box:
-    """``problem.param.bounds()`` as contiguous (lower, upper) of the variable's shape (N, ...).
-
-    Returns None when there are no bounds or all are infinite. ``dtype`` defaults to the
-    variable's. Raises BoundsError when not broadcastable, NaN, or lower > upper somewhere.
-    """
-    var, raw = problem.param.variable, problem.param.bounds()
-    if raw is None:
-        return None
-    rule = f"two tensors broadcastable to {tuple(var.shape)}, free of NaN, with lower <= upper"
-    try:
-        lower, upper = (torch.as_tensor(b, device=var.device).to(dtype or var.dtype)
-                        .expand(var.shape).contiguous() for b in raw)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise BoundsError(describe("bounds()", rule, str(exc), raw=True)) from exc
-    if bool(torch.isnan(lower).any() | torch.isnan(upper).any() | (lower > upper).any()):
-        raise BoundsError(describe("bounds()", rule, "NaN or lower > upper", raw=True))
-    return None if bool(torch.isneginf(lower).all() & torch.isposinf(upper).all()) else (lower, upper)
-
-
-class _Halt(Exception):
-    """Raised inside SciPy's callback when ``end_step`` asks to stop."""
-
-
-def _write(var: torch.Tensor, x: np.ndarray) -> None:
-    with torch.no_grad():
-        var.copy_(torch.from_numpy(np.asarray(x, dtype=np.float64)).reshape(var.shape))
-
-
-class ScipyLBFGSB:
-    """``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` on the flattened float64 variable.
-
-    cnnpref's solver and options (spec §4.2, §6.2), with the scalar SUM over items as the loss
-    (cnnpref's vector loss is a bug, Q6); the whole batch is one vector. Each objective call is one
-    ``problem.evaluate()`` at the iterate cast to the variable's dtype; ``begin_step(t)`` precedes
-    the first evaluation of iteration t and SciPy's per-iteration callback calls ``end_step(t)``.
-    Numpy round trips make it slow at image size (perf_anchors §5); prefer :class:`LBFGSB`.
-
-    Args:
-        maxiter: iteration limit (default 500; also capped by ``problem.n_steps``).
-        m: history size ``maxcor`` (10). ftol, gtol, maxfun, maxls: SciPy's options (SciPy's
-            defaults). disp: print one line per iteration and a summary.
-
-    After ``run``: ``n_evals``, ``n_iter``, ``result`` (SciPy's OptimizeResult; None when
-    ``end_step`` stopped the run) and ``message``.
-    """
-
-    def __init__(self, maxiter: Optional[int] = 500, m: int = 10, ftol: float = 2.220446049250313e-09,
-                 gtol: float = 1e-5, maxfun: int = 15000, maxls: int = 20, disp: bool = False) -> None:
-        self.maxiter = None if maxiter is None else _num("maxiter", maxiter, True)
-        self.m, self.maxfun = _num("m", m, True), _num("maxfun", maxfun, True)
-        self.maxls = _num("maxls", maxls, True)
-        self.ftol, self.gtol, self.disp = _num("ftol", ftol), _num("gtol", gtol), bool(disp)
-        self.n_evals, self.n_iter, self.result, self.message = 0, 0, None, ""
-
-    def __repr__(self) -> str:
-        return f"ScipyLBFGSB(maxiter={self.maxiter}, m={self.m}, ftol={self.ftol:g}, gtol={self.gtol:g})"
-
-    def run(self, problem: Problem) -> None:
-        """Optimise ``problem.param.variable`` in place (see the class docstring)."""
-        from scipy.optimize import Bounds, minimize
-
-        var, box = problem.param.variable, box_bounds(problem, torch.float64)
-        x0, bounds = var.detach().to("cpu", torch.float64).numpy().ravel().copy(), None
-        if box is not None:
-            lower, upper = (b.cpu().numpy().ravel() for b in box)
-            x0, bounds = np.clip(x0, lower, upper), Bounds(lower, upper)
-        self.n_evals, self.n_iter, self.result = 0, 0, None
-        state = {"open": False, "x": x0, "f": float("nan")}
-
-        def fun(x: np.ndarray):
-            if not state["open"]:
-                problem.begin_step(self.n_iter)
-                state["open"] = True
-            _write(var, x)
-            state["f"], self.n_evals = float(problem.evaluate()), self.n_evals + 1
-            grad = var.grad
-            if grad is None:
-                return state["f"], np.zeros(x.size)
-            return state["f"], grad.detach().to("cpu", torch.float64, copy=True).numpy().ravel()
-
-        def callback(xk: np.ndarray) -> None:
-            _write(var, xk)
-            state.update(open=False, x=np.array(xk, dtype=np.float64))
-            t, self.n_iter = self.n_iter, self.n_iter + 1
-            if self.disp:
-                print(f"L-BFGS-B iteration {t + 1}: loss {state['f']:.6g}, evaluations {self.n_evals}")
-            if problem.end_step(t):
-                raise _Halt
-
-        options = dict(maxiter=_limit(self.maxiter, problem), maxcor=self.m, ftol=self.ftol, gtol=self.gtol,
-                       maxfun=self.maxfun, maxls=self.maxls)
-        try:
-            self.result = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
-                                   options=options)
-            x, self.message = self.result.x, str(self.result.message)
-        except _Halt:
-            x, self.message = state["x"], "stopped by end_step"
-        _write(var, x)
-        if state["open"]:  # evaluations after the last completed iteration (e.g. a failed line search)
-            self.n_iter += 1
-            problem.end_step(self.n_iter - 1)
-        if self.disp:
-            print(f"L-BFGS-B: {self.message}; {self.n_iter} iterations, {self.n_evals} evaluations")
 
 
 def _gather2(mat: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
