@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
-import numpy as np
 
 from .errors import ConfigError, LucentDGNError, describe
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import platform
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -18,9 +17,8 @@ from torch import nn
 
 from ._io import ensure_writable_dir, save_json, save_npy
 from .cnnpref.presets import VARIANTS
-from .cnnpref.receptive_field import receptive_field_mask
 from .errors import ConfigError, describe
-from .layers import layer_shape, resolve_layer
+from .layers import layer_shape
 from .objectives.masks import unit_masks
 from .render.result import RenderResult
 from .viz import save_grid, save_png

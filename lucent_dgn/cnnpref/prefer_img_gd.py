@@ -17,7 +17,6 @@ from typing import Any, Optional
 import numpy as np
 from torch import nn
 
-from ..parameterizations.pixel import PixelImage
 from .presets import gd_recipe
 from ._compat import as_numpy, input_size, save_run_snapshots, snapshot_callbacks
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Callable, List, Optional
 
 import torch
-from torch import nn
 
 from ..errors import ConfigError, describe
 from ..spaces import ImageSpace, UnitSpace, convert

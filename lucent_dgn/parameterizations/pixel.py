@@ -1,14 +1,14 @@
 """Pixel parameterization: the image itself is optimised (cnnpref prefer_img_gd / prefer_img_lbfgs)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ConfigError, ShapeError, describe
-from ..spaces import CaffeSpace, ImageSpace, UnitSpace, convert, get_space
+from ..spaces import ImageSpace, convert, get_space
 from .base import Bounds, Parameterization
 
 __all__ = ["PixelImage"]

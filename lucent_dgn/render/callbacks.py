@@ -4,7 +4,7 @@ A callback is any callable ``cb(info: StepInfo) -> Optional[bool]``; returning T
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict
 
 import numpy as np
 

@@ -35,6 +35,7 @@ __all__ = ["CHECKPOINT_NAME", "GeneratorTraining", "code_statistics", "train_gen
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
+_MAX_PERCENTILE_VALUES = 20_000_000  # items x units kept for percentiles (80 MB)
 _RESUME_KEYS = ("layer", "comparator_layers", "batch_size", "seed", "generator_config")
 
 
@@ -74,11 +75,14 @@ def code_statistics(classifier: nn.Module, layer: LayerRef, dataset: Dataset, ba
     Returns:
         dict with ``mean std min max`` (each of the layer's shape without batch, over all items),
         ``percentiles`` (len(PERCENTILE_LEVELS), *shape) over up to ``percentile_samples`` evenly
-        spaced items, and ``count`` (items used).
+        spaced items (fewer for wide layers: at most 2e7 values are kept), and ``count`` (items used).
     """
     name = resolve_layer(classifier, layer)[0]
     n = len(dataset)
-    stride = max(1, n // max(1, percentile_samples))
+    with frozen(classifier):
+        units = _capture(classifier, [name], load_batch(dataset, [0])[0].to(device))[name][0].numel()
+    percentile_samples = max(1, min(percentile_samples, _MAX_PERCENTILE_VALUES // units))
+    stride = max(1, n // percentile_samples)
     total = total_sq = low = high = None
     kept = []
     with frozen(classifier):
@@ -93,10 +97,18 @@ def code_statistics(classifier: nn.Module, layer: LayerRef, dataset: Dataset, ba
             kept.append(codes[offset::stride].float().cpu())
     mean = total / n
     std = (total_sq / n - mean ** 2).clamp_min(0).sqrt()
-    sample = torch.cat(kept)[:percentile_samples]
-    levels = torch.tensor(PERCENTILE_LEVELS, dtype=torch.float32) / 100
     return {"mean": mean.float().cpu(), "std": std.float().cpu(), "min": low.float().cpu(),
-            "max": high.float().cpu(), "percentiles": torch.quantile(sample, levels, dim=0), "count": n}
+            "max": high.float().cpu(), "percentiles": _percentiles(torch.cat(kept)[:percentile_samples]), "count": n}
+
+
+def _percentiles(sample: torch.Tensor) -> torch.Tensor:
+    """(S, *shape) -> (len(PERCENTILE_LEVELS), *shape), linear interpolation (numpy's default)."""
+    ordered = sample.sort(dim=0).values
+    pos = torch.tensor(PERCENTILE_LEVELS, dtype=torch.float64) / 100 * (sample.shape[0] - 1)
+    low, frac = pos.floor().long(), (pos - pos.floor()).float()
+    high = (low + 1).clamp_max(sample.shape[0] - 1)
+    frac = frac.view(-1, *([1] * (sample.dim() - 1)))
+    return ordered[low] * (1 - frac) + ordered[high] * frac
 
 
 def save_generator(generator: SmallGenerator, path: Union[str, Path], half: bool = True) -> Path:

@@ -1,0 +1,1 @@
+"""Shipped weights: the Fashion-MNIST classifier, judge and generator (see fashion_assets.json)."""
