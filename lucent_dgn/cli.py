@@ -120,6 +120,22 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_examples(args: argparse.Namespace) -> int:
+    import torch
+    from .examples import run_examples
+    from ._io import ensure_writable_dir
+    torch.set_num_threads(args.threads)
+    out = ensure_writable_dir(args.out, "--out")
+    model = load_model_by_name(args.model, args.weights)
+    generator = load_generator_by_name(args.generator, args.generator_weights) if args.generator else None
+    layer = args.layer or {"lower": "conv1", "higher": "fc8"}[args.kind]
+    units = _units(args.units) if args.units else None
+    run_examples(model, layer, args.kind, out, generator=generator, units=units, bounds_file=args.bounds_file,
+                 steps=args.steps, seed=args.seed, progress=not args.quiet)
+    print(f"wrote cnnpref's {args.kind}-layer examples to {out}")
+    return 0
+
+
 def _cmd_layers(args: argparse.Namespace) -> int:
     from .layers import layer_shapes, list_layers
     _check_model_name(args.model)
@@ -174,6 +190,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small nets)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=_cmd_render)
+
+    e = sub.add_parser("examples", help="cnnpref's example runs: lower (conv) or higher (output) layer, all variants")
+    e.add_argument("kind", choices=("lower", "higher"))
+    e.add_argument("--model", default="fashion")
+    e.add_argument("--weights", default=None)
+    e.add_argument("--layer", default=None, help="default conv1 (lower) / fc8 (higher)")
+    e.add_argument("--units", default=None, help="channels (default: every int(C/25)-th)")
+    e.add_argument("--generator", default="fashion", help="generator for the DGN variants ('' to skip them)")
+    e.add_argument("--generator-weights", default=None)
+    e.add_argument("--bounds-file", default=None, help="act_range file of upper code bounds (cnnpref 3x/fc6.txt)")
+    e.add_argument("--steps", type=int, default=None)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", required=True)
+    e.add_argument("--threads", type=int, default=1)
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=_cmd_examples)
 
     la = sub.add_parser("layers", help="list a model's layers with their feature shapes")
     la.add_argument("--model", default="fashion")

@@ -55,3 +55,17 @@ def test_bad_unit_list_is_one_line(capsys):
     assert main(["render", "--layer", "fc2", "--units", "a,b", "--out", "x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--units" in err[0] and "Traceback" not in err[0]
+
+
+def test_examples_lower_layer_writes_masked_images(model_files, tmp_path, capsys):
+    model_path, gen_path = model_files
+    out = tmp_path / "ex"
+    code = main(["examples", "lower", "--model", "fashion", "--weights", model_path, "--generator", "fashion",
+                 "--generator-weights", gen_path, "--units", "0,2", "--steps", "2", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "settings.json").read_text())
+    assert record["kind"] == "lower" and set(record["variants"]) == {"gd", "lbfgs", "dgn_gd", "dgn_lbfgs"}
+    masked = sorted(p.name for p in out.glob("*_masked.png"))
+    assert len(masked) == 8
+    img = np.asarray(Image.open(out / masked[0]))
+    assert (img == 0).any()  # outside the 3x3 receptive field of a conv1 unit: black

@@ -18,6 +18,8 @@ def receptive_field_mask(net: nn.Module, layer: Any, feature_mask: Any, image_si
                          channels: int = 3, trials: int = 3, seed: Optional[int] = 0) -> np.ndarray:
     """(H, W, channels) uint8 mask: 1 inside the bounding box of the units' receptive field.
 
+    The random probe images have the model's input channels (``net.input_space.channels``, else 3).
+
     As cnnpref: for fc-like masks (1-D, or 1x1 spatial) the whole image. Otherwise, for each of
     ``trials`` random images (integers in [0, 255] minus their own mean), the gradient of the
     selected units (times 10) is taken with respect to the input; pixels with a non-zero
@@ -29,12 +31,13 @@ def receptive_field_mask(net: nn.Module, layer: Any, feature_mask: Any, image_si
     if mask.ndim == 1 or (mask.ndim == 3 and mask.shape[1] == 1 and mask.shape[2] == 1):
         return np.ones((size, size, channels), dtype=np.uint8)
     name, _ = resolve_layer(net, layer, arg="layer")
+    in_channels = int(getattr(getattr(net, "input_space", None), "channels", 3))
     ref = next(iter(list(net.parameters()) + list(net.buffers())), torch.empty(0))
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     union = torch.zeros(size, size, dtype=torch.bool)
     with frozen(net), preserve_pre_activations(net), ActivationCapture(net, [name]) as cap:
         for _ in range(trials):
-            img = torch.randint(0, 256, (1, channels, size, size), generator=gen).float()
+            img = torch.randint(0, 256, (1, in_channels, size, size), generator=gen).float()
             img = (img - img.mean()).to(device=ref.device, dtype=ref.dtype if ref.is_floating_point() else torch.float32)
             img.requires_grad_(True)
             cap.run(img)
