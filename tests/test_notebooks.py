@@ -26,14 +26,12 @@ CELL_TIMEOUT_S = 180
 
 #: Small settings per notebook (knob -> value): a few steps, few units, small images.
 SMALL: Dict[str, Dict[str, Any]] = {
-    "01_quickstart.ipynb": {"STEPS": 3, "DEVICE": "cpu"},
-    "02_cnnpref_variants.ipynb": {"STEPS": 3, "UNITS": [1, 3], "DEVICE": "cpu"},
-    "03_composing_objectives.ipynb": {"STEPS": 3, "UNITS": [1, 3], "BATCH": 2, "DEVICE": "cpu"},
-    "04_captum.ipynb": {"STEPS": 3, "N_IMAGES": 8, "IG_STEPS": 4, "DEVICE": "cpu"},
-    "05_imagenet.ipynb": {"STEPS": 2, "SIZE": 64, "CLASSES": {11: "goldfinch"}, "ALEXNET": "random",
-                          "DEVICE": "cpu"},
+    "01_quickstart.ipynb": {"STEPS": 3},
+    "02_cnnpref_variants.ipynb": {"STEPS": 3, "UNITS": [1, 3]},
+    "03_composing_objectives.ipynb": {"STEPS": 3, "UNITS": [1, 3], "BATCH": 2},
+    "04_captum.ipynb": {"STEPS": 3, "N_IMAGES": 8, "IG_STEPS": 4, "IMAGES": "generator"},
+    "05_imagenet.ipynb": {"STEPS": 2, "SIZE": 64, "CLASSES": {11: "goldfinch"}, "ALEXNET": "random"},
 }
-
 
 def _notebook_paths():
     return sorted(NOTEBOOKS.glob("*.ipynb"))
