@@ -161,3 +161,25 @@ def test_dgn_param_f_runs_in_lucent_render_vis():
     with torch.no_grad():
         after = model(p())[0, 2].item()
     assert after > before
+
+
+def test_fc6_generator_through_dgn_into_a_227_classifier():
+    """DeePSiM fc6 (random init): 256 -> 227 crop at offset 14, gradient reaches the code,
+    exactly zero image gradient outside the crop."""
+    from lucent_dgn.generators.deepsim import deepsim_generator
+    gen = deepsim_generator("fc6")
+    torch.manual_seed(0)
+    clf = nn.Sequential(nn.Conv2d(3, 4, 11, stride=4), nn.Flatten(), nn.Linear(4 * 55 * 55, 10)).eval()
+    p = ld.DGNImage(gen, input_size=227, seed=0)
+    assert p.variable.shape == (1, 4096)
+    full = p.generate()
+    assert full.shape == (1, 3, 256, 256)
+    full.retain_grad()
+    x = p.fit_to_model(full)
+    torch.testing.assert_close(x, full[:, :, 14:241, 14:241])
+    clf(x)[0, 3].backward()
+    outside = torch.ones(256, 256, dtype=torch.bool)
+    outside[14:241, 14:241] = False
+    assert full.grad[0][:, outside].abs().max() == 0
+    assert full.grad[0][:, ~outside].abs().max() > 0
+    assert p.variable.grad is not None and p.variable.grad.abs().sum() > 0
