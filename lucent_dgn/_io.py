@@ -40,6 +40,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; finished files get the usual mode
         yield tmp_path
         os.replace(tmp_path, target)
     except BaseException:

@@ -16,7 +16,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import BinaryIO, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from ._io import atomic_path
 from .errors import (ChecksumError, ConfigError, CorruptWeightsError, WeightsError,
                      WeightsNotFoundError, describe)
 
@@ -233,19 +233,14 @@ def download_file(url: str, dest: PathLike, sha256: Optional[str] = None, sha1: 
     """
     dest = Path(dest).expanduser()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out:
             try:
                 fetch_url(url, out, progress=progress)
             except OSError as exc:  # URLError, timeouts, connection resets
                 raise WeightsError(describe("url", "reachable", url, f"Download failed ({exc}). Fetch the file "
                                             f"by hand and save it as {dest}.")) from exc
-        _verify(Path(tmp_name), url, sha256, sha1)
-        os.replace(tmp_name, dest)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+        _verify(tmp, url, sha256, sha1)
     return dest
 
 

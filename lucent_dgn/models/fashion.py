@@ -16,8 +16,6 @@ floating tensors may be stored as float16 and are loaded as float32.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -25,6 +23,7 @@ import torch
 from torch import nn
 
 from ..datasets import FASHION_MNIST_CLASSES
+from .._io import atomic_write_bytes
 from ..errors import CorruptWeightsError, ShapeError, WeightsNotFoundError, describe
 from ..spaces import UnitSpace
 
@@ -136,19 +135,8 @@ def atomic_save(obj: Any, path: Union[str, Path]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o644)
-        with open(tmp, "wb") as handle:  # a file object keeps the archive's inner name fixed
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # torch.save into an open file object keeps the archive's inner name fixed (reproducible bytes)
+    atomic_write_bytes(path, lambda handle: torch.save(obj, handle))
     return path
 
 
