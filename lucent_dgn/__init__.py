@@ -7,15 +7,18 @@ Three additions to Lucent, and cnnpref's four algorithms as their combinations:
 * an L-BFGS render loop beside momentum gradient descent (:func:`render`).
 
 >>> import lucent_dgn as ld
->>> model = ld.models.fashion.fashion_classifier()                        # doctest: +SKIP
+>>> model = ld.models.fashion_classifier()
 >>> result = ld.render(model, ld.masked_units("fc2", ld.unit_mask((10,), 3)),
-...                    ld.PixelImage(28, space="gray"), ld.MomentumGD(lr=0.05), steps=50)  # doctest: +SKIP
+...                    ld.PixelImage(28, space="gray"), ld.MomentumGD(lr=0.05, decay=0.0), steps=50,
+...                    progress=False)
+>>> bool(result.final_activation[0] > result.activation_history[0, 0])
+True
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import errors
+from . import errors, generators, models
 from .cnnpref.presets import (Recipe, dgn_gd_recipe, dgn_lbfgs_recipe, gd_recipe, lbfgs_recipe, prefer_img_dgn_gd,
                               prefer_img_dgn_lbfgs, prefer_img_gd, prefer_img_lbfgs)
 from .errors import LucentDGNError
@@ -45,5 +48,5 @@ __all__ = [
     "prefer_img_lbfgs", "prefer_img_dgn_gd", "prefer_img_dgn_lbfgs",
     # layers, spaces, interop, errors
     "resolve_layer", "list_layers", "layer_shape", "CaffeSpace", "TorchvisionSpace", "UnitSpace",
-    "as_neuron_selector", "LucentDGNError", "errors",
+    "as_neuron_selector", "LucentDGNError", "errors", "models", "generators",
 ]

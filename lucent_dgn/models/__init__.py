@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 from .alexnet import ALEXNET_BDPY_KEYS, ALEXNET_CAFFE_MAPPING, BVLCAlexNet, bvlc_alexnet, load_alexnet_weights
+from .fashion import FashionCNN, FashionMLP, fashion_classifier, fashion_judge
 from .zoo import available_models, load_model, torchvision_weights_entry
 
 __all__ = [
+    "FashionCNN",
+    "FashionMLP",
+    "fashion_classifier",
+    "fashion_judge",
     "ALEXNET_BDPY_KEYS",
     "ALEXNET_CAFFE_MAPPING",
     "BVLCAlexNet",
