@@ -15,13 +15,14 @@ measure. With two threads only wall time means anything (CPU time adds both thre
 from __future__ import annotations
 
 import gc
+import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["StepClock", "Stats", "Timing", "summarize", "interleave", "ratio", "time_calls"]
+__all__ = ["StepClock", "Stats", "Timing", "Lockstep", "summarize", "interleave", "ratio", "time_calls"]
 
 
 class StepClock:
@@ -35,6 +36,17 @@ class StepClock:
         self.stamps: List[float] = []
         self.cpu_stamps: List[float] = []
         self.evals: List[int] = []
+        self._extra: Dict[str, List[float]] = {"wall": [], "cpu": []}
+        self._skip: List[int] = []  # tick indices that start a new chain (no interval before them)
+
+    def add_interval(self, wall: float, cpu: float) -> None:
+        """Record one step time measured elsewhere (paired timing)."""
+        self._extra["wall"].append(wall)
+        self._extra["cpu"].append(cpu)
+
+    def break_chain(self) -> None:
+        """The next tick starts a new chain: the gap before it is not a step."""
+        self._skip.append(len(self.stamps))
 
     def tick(self, n_evals: Optional[int] = None) -> None:
         self.stamps.append(time.perf_counter())
@@ -46,13 +58,17 @@ class StepClock:
         self.tick(getattr(info, "n_evals", None))
 
     def intervals(self, clock: str = "wall") -> List[float]:
-        """Seconds between consecutive ticks (len = ticks - 1): steps 2..N of the loop."""
+        """Seconds between consecutive ticks (steps 2..N of the loop), plus added intervals."""
         stamps = self.stamps if clock == "wall" else self.cpu_stamps
-        return [float(v) for v in np.diff(stamps)] if len(stamps) > 1 else []
+        skip = set(self._skip)
+        out = [float(stamps[i] - stamps[i - 1]) for i in range(1, len(stamps)) if i not in skip]
+        return out + list(self._extra[clock])
 
     def per_eval(self, clock: str = "wall") -> List[float]:
         """Seconds per evaluation of each step after the first (needs ``n_evals`` at every tick)."""
         stamps = self.stamps if clock == "wall" else self.cpu_stamps
+        if not self.evals:  # a loop with one evaluation per step
+            return self.intervals(clock)
         out = []
         for i in range(1, min(len(stamps), len(self.evals))):
             n = self.evals[i] - self.evals[i - 1]
@@ -106,7 +122,8 @@ def interleave(variants: Mapping[str, Callable[[], StepClock]], rounds: int, war
     """Run every variant ``warmup`` times, then ``rounds`` rounds in alternating order.
 
     Args:
-        variants: name -> ``run()`` returning the :class:`StepClock` of one call.
+        variants: name -> ``run()`` returning the :class:`StepClock` of one call, or a dict
+            ``{sample name: StepClock}`` (paired runs: each clock is pooled under its own name).
         rounds: measured rounds (>= 1); the order is reversed in odd rounds.
         warmup: unmeasured calls of each variant before the first round.
         per_eval: pool seconds per evaluation instead of per step (L-BFGS).
@@ -118,13 +135,15 @@ def interleave(variants: Mapping[str, Callable[[], StepClock]], rounds: int, war
     for _ in range(warmup):
         for name in names:
             variants[name]()
-    pooled: Dict[str, Dict[str, List[float]]] = {name: {"wall": [], "cpu": []} for name in names}
+    pooled: Dict[str, Dict[str, List[float]]] = {}
     for r in range(rounds):
         gc.collect()
         for name in (names if r % 2 == 0 else names[::-1]):
-            clock = variants[name]()
-            for kind in ("wall", "cpu"):
-                pooled[name][kind].extend(clock.per_eval(kind) if per_eval else clock.intervals(kind))
+            out = variants[name]()
+            for key, clock in (out.items() if isinstance(out, dict) else [(name, out)]):
+                bucket = pooled.setdefault(key, {"wall": [], "cpu": []})
+                for kind in ("wall", "cpu"):
+                    bucket[kind].extend(clock.per_eval(kind) if per_eval else clock.intervals(kind))
     return {name: Timing(summarize(v["wall"]), summarize(v["cpu"])) for name, v in pooled.items()}
 
 
@@ -143,3 +162,113 @@ def ratio(a, b, clock: str = "cpu") -> float:
     if isinstance(a, Timing):
         a, b = a.get(clock), b.get(clock)
     return a.median_ms / b.median_ms if b.median_ms > 0 else float("nan")
+
+
+def _current_core() -> Optional[int]:
+    """The CPU the calling thread last ran on (``/proc/thread-self/stat`` field 39), or None."""
+    try:
+        with open("/proc/thread-self/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[36])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _one_malloc_arena() -> None:
+    """Make glibc serve every thread from the main heap (``mallopt(M_ARENA_MAX, 1)``), so a loop
+    run in a worker thread allocates as it would in the main thread (per-thread arenas return
+    and re-fault large blocks differently)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").mallopt(-8, 1)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
+class Lockstep:
+    """Run two closed loops (e.g. ``render_vis`` and ``render``) in two threads that take turns
+    step by step: A's set-up and first step, B's set-up and first step, A's step 2, B's step 2, ...
+
+    Each loop calls ``hook(name)`` at the end of every step (a render callback, an optimizer-step
+    wrapper, bdpy's per-iteration loss callback); the hook records the step, hands the turn to the
+    other loop and waits for it to come back. Only one thread works at any time, so the two loops
+    see the same machine load at nearly the same moments; CPU time is read per thread
+    (``time.thread_time``: with one torch thread, CPU forward and backward run on the calling
+    thread). With ``numpy_rng`` each side keeps its own copy of numpy's global random state (Lucent's
+    transforms draw from it), seeded alike, so both sides get the same random transforms.
+    Both threads are pinned to the core the caller runs on, so a hand-off never moves a loop to
+    the other core (cold caches).
+    """
+
+    def __init__(self, first: str, second: str, numpy_seed: Optional[int] = None) -> None:
+        import threading
+        _one_malloc_arena()
+        self.names = (first, second)
+        self.clocks = {first: StepClock(), second: StepClock()}
+        self._cond = threading.Condition()
+        self._turn = first
+        self._done: set = set()
+        self._resume: Dict[str, tuple] = {}
+        self._rng: Dict[str, object] = {}
+        if numpy_seed is not None:
+            np.random.seed(numpy_seed)
+            self._rng = {first: np.random.get_state(), second: np.random.get_state()}
+
+    def _other(self, name: str) -> str:
+        return self.names[1] if name == self.names[0] else self.names[0]
+
+    def _wait_turn(self, name: str) -> None:
+        other = self._other(name)
+        while self._turn != name and other not in self._done:
+            self._cond.wait()
+        if self._rng:
+            np.random.set_state(self._rng[name])
+
+    def _give_turn(self, name: str) -> None:
+        if self._rng:
+            self._rng[name] = np.random.get_state()
+        self._turn = self._other(name)
+        self._cond.notify_all()
+
+    def hook(self, name: str) -> Callable[..., None]:
+        """The per-step callback of loop ``name`` (accepts and ignores any arguments)."""
+        clock = self.clocks[name]
+
+        def at_step(*_args, **_kwargs) -> None:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            if name in self._resume:
+                clock.add_interval(wall - self._resume[name][0], cpu - self._resume[name][1])
+            with self._cond:
+                self._give_turn(name)
+                self._wait_turn(name)
+            self._resume[name] = (time.perf_counter(), time.thread_time())
+        return at_step
+
+    def run(self, loops: Mapping[str, Callable[[], object]]) -> Dict[str, StepClock]:
+        """Run ``loops[name]()`` for both names in turn-taking threads; returns both clocks."""
+        import threading
+        errors: List[BaseException] = []
+
+        core = _current_core()
+
+        def body(name: str) -> None:
+            if core is not None:  # both threads on one core: no migration at the hand-offs
+                os.sched_setaffinity(0, {core})
+            try:
+                with self._cond:
+                    self._wait_turn(name)
+                loops[name]()
+            except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+                errors.append(err)
+            finally:
+                with self._cond:
+                    self._done.add(name)
+                    self._give_turn(name)
+
+        threads = [threading.Thread(target=body, args=(n,)) for n in self.names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return self.clocks

@@ -15,7 +15,7 @@ import contextlib
 import copy
 import io
 import warnings
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ import torch
 import lucent_dgn as ld
 from _pipelines import tv_alexnet
 from _report import Row, row
-from _timing import StepClock, Timing, interleave, ratio
+from _timing import Lockstep, StepClock, Timing, interleave, ratio
 
 __all__ = ["run"]
 
@@ -46,70 +46,66 @@ def _objective(layer: str):
     return objectives.channel(layer, 0)
 
 
-def _same_draws(calls: List[int], standard: bool, lucent: bool) -> None:
-    """Give call k of every variant the same random transforms: numpy's generator (which Lucent's
-    transforms use) is seeded with k; on Lucent's side one set of draws is spent first, as
-    lucent_dgn's validation pass spends one before its first step. Scale draws change the input
-    size (226-276 px), so unequal draws would add up to +-20 % per step to the comparison."""
-    np.random.seed(1000 + calls[0])
-    calls[0] += 1
-    if standard and lucent:
-        x = torch.zeros(1, 3, 227, 227)
-        for t in _transforms(True):
-            x = t(x)
+def _spend_one_draw() -> None:
+    """Draw one set of random transforms, as lucent_dgn's validation pass does before its first
+    step, so that step k of both loops gets the same draws."""
+    x = torch.zeros(1, 3, 227, 227)
+    for t in _transforms(True):
+        x = t(x)
 
 
-def lucent_run(model: torch.nn.Module, layer: str, fft: bool, standard: bool, steps: int) -> Callable[[], StepClock]:
-    """``run()`` of one ``render_vis`` call; the clock ticks after each optimizer step."""
+def lucent_loop(model: torch.nn.Module, layer: str, fft: bool, standard: bool, steps: int,
+                on_step: Callable[[], None]) -> Callable[[], None]:
+    """One ``render_vis`` call; ``on_step`` runs after each optimizer step (a wrapper of ``step``)."""
     from lucent.optvis.render import render_vis
 
-    calls = [0]
+    def factory(params):
+        opt = torch.optim.Adam(params, lr=5e-2)
+        step = opt.step
 
-    def run() -> StepClock:
-        clock = StepClock()
-        _same_draws(calls, standard, lucent=True)
+        def timed_step(closure=None):
+            out = step(closure)
+            on_step()
+            return out
+        opt.step = timed_step
+        return opt
 
-        def factory(params):
-            opt = torch.optim.Adam(params, lr=5e-2)
-            step = opt.step
-
-            def timed_step(closure=None):
-                out = step(closure)
-                clock.tick()
-                return out
-            opt.step = timed_step
-            return opt
-
+    def loop() -> None:
+        if standard:
+            _spend_one_draw()
         try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
-                render_vis(model, _objective(layer), _param_f(fft), optimizer=factory,
-                           transforms=_transforms(standard), thresholds=(steps,), progress=False,
-                           show_image=False, preprocess=False)
+            render_vis(model, _objective(layer), _param_f(fft), optimizer=factory, transforms=_transforms(standard),
+                       thresholds=(steps,), progress=False, show_image=False, preprocess=False)
         finally:
             for m in model.modules():  # Lucent never removes its hooks
                 m._forward_hooks.clear()
-        return clock
-
-    return run
+    return loop
 
 
-def ours_run(model: torch.nn.Module, layer: str, fft: bool, standard: bool, steps: int) -> Callable[[], StepClock]:
-    """``run()`` of one ``lucent_dgn.render`` call with the same pieces (no seed: Lucent's random
-    transforms keep drawing from numpy's global generator, as in ``render_vis``; a fixed seed would
-    repeat the same scales, i.e. the same input sizes, in every round)."""
+def ours_loop(model: torch.nn.Module, layer: str, fft: bool, standard: bool, steps: int,
+              on_step: Callable[[], None]) -> Callable[[], None]:
+    """One ``lucent_dgn.render`` call with the same pieces; ``on_step`` is its callback. No seed:
+    Lucent's transforms draw from numpy's global generator, as under ``render_vis``."""
+    def loop() -> None:
+        optimizer = ld.TorchOptimizer(lambda p: torch.optim.Adam(p, lr=5e-2))
+        ld.render(model, _objective(layer), _param_f(fft), optimizer, steps, transforms=_transforms(standard),
+                  progress=False, callbacks=[lambda info: on_step()], seed=None)
+    return loop
+
+
+def pair(ours_model, lucent_model, layer: str, fft: bool, standard: bool, steps: int,
+         names: Tuple[str, str]) -> Callable[[], Dict[str, StepClock]]:
+    """``run()`` of ours and Lucent in lockstep (:class:`_timing.Lockstep`), same random draws."""
     calls = [0]
 
-    def run() -> StepClock:
-        clock = StepClock()
-        _same_draws(calls, standard, lucent=False)
-        optimizer = ld.TorchOptimizer(lambda p: torch.optim.Adam(p, lr=5e-2))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ld.render(model, _objective(layer), _param_f(fft), optimizer, steps,
-                      transforms=_transforms(standard), progress=False, callbacks=[clock], seed=None)
-        return clock
-
+    def run() -> Dict[str, StepClock]:
+        calls[0] += 1
+        order = names if calls[0] % 2 else names[::-1]
+        lock = Lockstep(*order, numpy_seed=1000 + calls[0])
+        loops = {names[0]: ours_loop(ours_model, layer, fft, standard, steps, lock.hook(names[0])),
+                 names[1]: lucent_loop(lucent_model, layer, fft, standard, steps, lock.hook(names[1]))}
+        with contextlib.redirect_stdout(io.StringIO()):
+            return lock.run(loops)
     return run
 
 
@@ -154,36 +150,30 @@ def _detail(res: Dict[str, Timing], *names: str) -> Dict[str, dict]:
 
 def run(quick: bool, threads: int = 1, log=print) -> List[Row]:
     """Rows of item 3 (batch 1). ``preprocess=False`` plus an explicit ``normalize()`` equals
-    Lucent's ``preprocess=True`` for a torchvision model and lets both loops get the same list."""
+    Lucent's ``preprocess=True`` for a torchvision model and lets both loops get the same list.
+    Every comparison runs the two loops in lockstep (one step each in turn)."""
+    warnings.filterwarnings("ignore")
     clock = "cpu" if threads == 1 else "wall"
     users = tv_alexnet()                                   # as users pass it: eval(), trainable
     froze = copy.deepcopy(users).requires_grad_(False)     # a user who froze it
     ours_model = copy.deepcopy(users)
-    steps = 4
-    variants = {
-        "lucent pixel fc8": lucent_run(users, "classifier_6", False, False, steps),
-        "ours pixel fc8": ours_run(ours_model, "classifier_6", False, False, steps),
-        "lucent defaults fc8": lucent_run(users, "classifier_6", True, True, steps),
-        "ours defaults fc8": ours_run(ours_model, "classifier_6", True, True, steps),
-        "lucent pixel conv1": lucent_run(users, "features_0", False, False, steps),
-        "ours pixel conv1": ours_run(ours_model, "features_0", False, False, steps),
-        "lucent pixel fc8, frozen by user": lucent_run(froze, "classifier_6", False, False, steps),
-        "lucent defaults fc8, frozen by user": lucent_run(froze, "classifier_6", True, True, steps),
-    }
-    log("  render_vis vs render, batch 1")
-    res = interleave(variants, 5 if quick else 9)
-    kw = dict(clock=clock, threads=threads)
-    pairs = [
-        ("3.pixel.fc8", "vs Lucent, pixel fc8 (model as users pass it)", "ours pixel fc8", "lucent pixel fc8", "<= 0.35"),
-        ("3.defaults.fc8", "vs Lucent, fft + standard transforms, fc8", "ours defaults fc8", "lucent defaults fc8",
-         "<= 0.30"),
-        ("3.pixel.conv1", "vs Lucent, pixel conv1", "ours pixel conv1", "lucent pixel conv1", "<= 0.30"),
-        ("3.frozen.pixel.fc8", "vs Lucent frozen by the user, pixel fc8", "ours pixel fc8",
-         "lucent pixel fc8, frozen by user", "<= 1.00"),
-        ("3.frozen.defaults.fc8", "vs Lucent frozen by the user, fft + standard transforms, fc8",
-         "ours defaults fc8", "lucent defaults fc8, frozen by user", "<= 1.00"),
+    steps = 5
+    specs = [  # key, what, layer, fft, standard transforms, Lucent's model, target
+        ("3.pixel.fc8", "vs Lucent, pixel fc8 (model as users pass it)", "classifier_6", False, False, users, "<= 0.35"),
+        ("3.defaults.fc8", "vs Lucent, fft + standard transforms, fc8", "classifier_6", True, True, users, "<= 0.30"),
+        ("3.pixel.conv1", "vs Lucent, pixel conv1", "features_0", False, False, users, "<= 0.30"),
+        ("3.frozen.pixel.fc8", "vs Lucent frozen by the user, pixel fc8", "classifier_6", False, False, froze,
+         "<= 1.00"),
+        ("3.frozen.defaults.fc8", "vs Lucent frozen by the user, fft + standard transforms, fc8", "classifier_6",
+         True, True, froze, "<= 1.00"),
     ]
-    rows = [row(3, key, what, ratio(res[a], res[b], clock), target, **kw, **_detail(res, a, b))
-            for key, what, a, b, target in pairs]
+    variants = {key: pair(ours_model, model, layer, fft, std, steps, (f"{key} ours", f"{key} lucent"))
+                for key, _, layer, fft, std, model, _ in specs}
+    log("  render_vis vs render, batch 1 (lockstep pairs)")
+    res = interleave(variants, 6 if quick else 9)
+    kw = dict(clock=clock, threads=threads)
+    rows = [row(3, key, what, ratio(res[f"{key} ours"], res[f"{key} lucent"], clock), target,
+                **kw, **_detail(res, f"{key} ours", f"{key} lucent"))
+            for key, what, *_, target in specs]
     log("  Lucent-defaults step breakdown")
     return rows + breakdown(users, quick, threads)

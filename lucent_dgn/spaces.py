@@ -58,6 +58,12 @@ class ImageSpace:
         """(N, 3, H, W) RGB 0-1 -> (N, C, H, W) in this space."""
         raise NotImplementedError
 
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(vars(self).items()))))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -141,8 +147,8 @@ def get_space(space: "ImageSpace | str") -> ImageSpace:
 
 
 def convert(x: torch.Tensor, src: ImageSpace, dst: ImageSpace) -> torch.Tensor:
-    """Re-encode ``x`` from space ``src`` to ``dst`` (identity when they are the same object)."""
-    if src is dst:
+    """Re-encode ``x`` from space ``src`` to ``dst`` (``x`` itself when the spaces are equal)."""
+    if src is dst or src == dst:
         return x
     return dst.from_rgb01(src.to_rgb01(x))
 

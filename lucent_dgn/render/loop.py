@@ -25,9 +25,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, NonFiniteLossError, ShapeError, describe
-from ..parameterizations.base import Parameterization
-from ..parameterizations.lucent_adapter import LucentParam
+from ..errors import ConfigError, NonFiniteLossError, describe
+from ._setup import as_objective, as_optimizer, as_param, check_dtypes, device_of, run_checked
 from .hooks import INPUT, ActivationAccessor, ActivationCapture, frozen, preserve_pre_activations
 from .result import RenderResult, StepInfo
 
@@ -36,95 +35,6 @@ __all__ = ["render"]
 log = logging.getLogger(__name__)
 
 Callback = Callable[[StepInfo], Optional[bool]]
-
-
-def _as_objective(objective: Any) -> Callable:
-    from lucent.optvis import objectives as lobj
-    if isinstance(objective, str):
-        return lobj.as_objective(objective)
-    if not callable(objective):
-        raise ConfigError(describe("objective", "a Lucent Objective or a callable T -> loss", objective))
-    return objective
-
-
-def _as_param(param: Any) -> Parameterization:
-    if isinstance(param, Parameterization):
-        return param
-    if callable(param):
-        return LucentParam(param)
-    raise ConfigError(describe("param", "a lucent_dgn Parameterization or a Lucent param_f", type(param).__name__))
-
-
-def _as_optimizer(optimizer: Any) -> Any:
-    if optimizer is None or isinstance(optimizer, str):
-        from .optimizers import make_optimizer
-        return make_optimizer(optimizer or "adam")
-    if hasattr(optimizer, "run"):
-        return optimizer
-    if callable(optimizer):  # a Lucent-style factory params -> torch.optim.Optimizer
-        from .torch_optim import TorchOptimizer
-        return TorchOptimizer(optimizer)
-    raise ConfigError(describe("optimizer", "an optimizer name, a lucent_dgn optimizer or a torch.optim factory",
-                               optimizer))
-
-
-def _device_of(module: nn.Module) -> Optional[torch.device]:
-    for t in list(module.parameters()) + list(module.buffers()):
-        return t.device
-    return None
-
-
-def _check_dtypes(model: nn.Module, param: Parameterization) -> None:
-    """The parameterization (and its generator) must compute in the model's floating dtype."""
-    want = next((t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()), None)
-    if want is None:
-        return
-    parts = [("generator", m) for m in getattr(param, "frozen_modules", lambda: [])()] + [("param", param)]
-    for arg, module in parts:
-        named = list(module.named_parameters()) + list(module.named_buffers())
-        if module is param:
-            named += [("variable", t) for t in param.tensors()]
-        for name, t in named:
-            if t.is_floating_point() and t.dtype != want:
-                raise ConfigError(describe(arg, f"of the model's dtype {want}", f"{t.dtype} ({name})", raw=True) +
-                                  " Convert both with .to(dtype), e.g. model.double() and param.double().")
-
-
-def _check_input(model: nn.Module, x: torch.Tensor) -> None:
-    """The image must have the channel count of ``model.input_space`` (when the model declares one)."""
-    channels = getattr(getattr(model, "input_space", None), "channels", None)
-    if channels is not None and (x.ndim != 4 or x.shape[1] != channels):
-        raise ShapeError(describe("param", f"images (N, {channels}, H, W) for the model", f"shape {tuple(x.shape)}",
-                                  raw=True) +
-                         " Match the parameterization's space/channels to model.input_space.")
-
-
-def _run_checked(capture: ActivationCapture, x: torch.Tensor) -> None:
-    """Run the model once; a failure of its forward pass becomes a ShapeError naming the input shape."""
-    _check_input(capture.model, x)
-    try:
-        capture.run(x)
-    except RuntimeError as err:
-        size = getattr(capture.model, "input_size", None)
-        expected = f" (the model's input_size is {size})" if size is not None else ""
-        raise ShapeError(describe("param", f"images the model accepts{expected}", f"shape {tuple(x.shape)}",
-                                  f"The model's forward pass failed: {str(err).splitlines()[0][:200]}",
-                                  raw=True)) from err
-
-
-def _same_space_object(param: Parameterization, space: Any) -> Any:
-    """``space``, or the parameterization's own space object when it is an equal encoding.
-
-    :func:`lucent_dgn.spaces.convert` skips only identical objects; an equal but distinct space
-    (e.g. a second ``CaffeSpace()``) would cost a to-RGB and from-RGB round trip over the image
-    on every forward and backward pass.
-    """
-    native = getattr(param, "space", None)
-    if native is None:
-        native = getattr(getattr(param, "generator", None), "output_space", None)
-    if native is not None and type(native) is type(space) and vars(native) == vars(space):
-        return native
-    return space
 
 
 class _Transforms:
@@ -178,7 +88,7 @@ class _RenderProblem:
         with torch.set_grad_enabled(grad):
             x = self.transforms(self.param())
             if check:
-                _run_checked(capture, x)
+                run_checked(capture, x)
             elif capture.names:
                 capture.run(x)
             T = ActivationAccessor(self.model, capture.features, x, names=self._names)
@@ -308,23 +218,23 @@ def render(model: nn.Module, objective: Any, param: Any = None, optimizer: Any =
         raise ConfigError(describe("steps", "a positive integer", steps))
     if not isinstance(model, nn.Module):
         raise ConfigError(describe("model", "a torch.nn.Module", type(model).__name__))
-    objective = _as_objective(objective)
+    objective = as_objective(objective)
     if param is None:
         from ..parameterizations.pixel import PixelImage
         param = PixelImage(227, seed=seed)
-    param = _as_param(param)
-    optimizer = _as_optimizer(optimizer)
-    model_device = _device_of(model)
+    param = as_param(param)
+    optimizer = as_optimizer(optimizer)
+    model_device = device_of(model)
     device = torch.device(device) if device is not None else model_device
     if device is not None:
         for name, module in (("model", model), ("param", param)):
-            d = _device_of(module)
+            d = device_of(module)
             if d is not None and d != device:
                 raise ConfigError(describe(name, f"on device {device}", str(d),
                                            "Move the model and the parameterization (and its generator) with .to(device)."))
-    _check_dtypes(model, param)
+    check_dtypes(model, param)
     if getattr(param, "model_space", None) is None and hasattr(model, "input_space"):
-        param.model_space = _same_space_object(param, model.input_space)
+        param.model_space = model.input_space
     gen = torch.Generator()
     if seed is not None:
         gen.manual_seed(int(seed))
@@ -379,7 +289,8 @@ def _collect(problem: _RenderProblem, wall: float, interrupted: bool) -> RenderR
     variable = param.tensors()[0].detach()
     n_hist = len(problem.activation_history)
     acts = np.stack(problem.activation_history) if n_hist else np.zeros((0, param.batch_size), np.float32)
-    return RenderResult(images=images, raw=variable.float().cpu().numpy(), model_input=x.detach().float().cpu().numpy().copy(),
+    model_input = x.detach().float().cpu().numpy().copy()  # x may be the variable itself (equal spaces)
+    return RenderResult(images=images, raw=variable.float().cpu().numpy(), model_input=model_input,
                         loss_history=np.asarray(problem.loss_history, dtype=np.float64), activation_history=acts,
                         final_activation=final_act, final_params=variable.clone(), n_evals=problem.n_evals,
                         steps=n_hist, wall_time=wall, interrupted=interrupted)
