@@ -164,7 +164,7 @@ class _RenderProblem:
                         param=self.param)
         if self.bar is not None and not self.bar.disable:
             self.bar.update(1)
-            self.bar.set_postfix(act=f"{float(np.mean(self._step_activation)):.4g}", evals=self.n_evals)
+            self.bar.set_postfix(act=f"{float(np.mean(self._step_activation)):.4g}", evals=self.n_evals, refresh=False)
         stop = False
         for cb in self.callbacks:
             stop = bool(cb(info)) or stop
