@@ -13,7 +13,7 @@ class Row:
     """One line of the results table.
 
     Attributes:
-        item: the issue's item number (1-8).
+        item: the measured item's number (1-8; see the README's file table).
         key: short identifier, e.g. ``"1.pixel.fc8.b1"``.
         what: what is measured, in words.
         value: the measured ratio or value (NaN when skipped).

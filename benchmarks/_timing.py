@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["StepClock", "Stats", "Timing", "Lockstep", "summarize", "interleave", "ratio", "time_calls"]
+__all__ = ["StepClock", "Stats", "Timing", "Lockstep", "summarize", "interleave", "ratio", "time_calls", "details"]
 
 
 class StepClock:
@@ -162,6 +162,11 @@ def ratio(a, b, clock: str = "cpu") -> float:
     if isinstance(a, Timing):
         a, b = a.get(clock), b.get(clock)
     return a.median_ms / b.median_ms if b.median_ms > 0 else float("nan")
+
+
+def details(res: Mapping[str, Timing], *names: str) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """``{name: res[name].as_dict()}`` for ``names``: the statistics behind a ratio, for a row's detail."""
+    return {n: res[n].as_dict() for n in names}
 
 
 def _current_core() -> Optional[int]:

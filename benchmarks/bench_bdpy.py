@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import io
 import tempfile
 import warnings
 from typing import Callable, Dict, List, Tuple
 
 import numpy as np
-import torch
 
 import lucent_dgn as ld
 from _pipelines import centre_mask, seeded
 from _report import Row, row, skipped
-from _timing import Lockstep, StepClock, Timing, interleave, ratio
+from _timing import Lockstep, StepClock, details, interleave, ratio
 
 __all__ = ["run", "available"]
 
@@ -37,8 +37,9 @@ BOUNDS = (0.0, 100.0)
 def available() -> str:
     """'' when bdpy imports, else the reason."""
     try:
-        import bdpy.recon.torch.icnn  # noqa: F401
-        from bdpy.dl.torch.models import AlexNet, AlexNetGenerator  # noqa: F401
+        importlib.import_module("bdpy.recon.torch.icnn")
+        models = importlib.import_module("bdpy.dl.torch.models")
+        models.AlexNet, models.AlexNetGenerator  # noqa: B018 - both must exist
     except Exception as err:  # noqa: BLE001 - any import failure means: skip
         return f"bdpy not importable ({type(err).__name__}: {err}); install with `pip install bdpy`"
     return ""
@@ -121,10 +122,6 @@ def _models():
     return bd_net, bd_gen, net, gen
 
 
-def _detail(res: Dict[str, Timing], *names: str) -> Dict[str, dict]:
-    return {n: res[n].as_dict() for n in names}
-
-
 def run(quick: bool, threads: int = 1, log=print) -> List[Row]:
     """Rows of item 4 (or one skipped row when bdpy is missing). Each comparison runs the two
     loops in lockstep (one iteration each in turn)."""
@@ -153,5 +150,5 @@ def run(quick: bool, threads: int = 1, log=print) -> List[Row]:
         res = interleave(variants, 5 if quick else 8)
     kw = dict(clock=clock, threads=threads)
     return [row(4, key, what, ratio(res[f"{key} ours"], res[f"{key} bdpy"], clock), target,
-                **kw, **_detail(res, f"{key} ours", f"{key} bdpy"))
+                **kw, **details(res, f"{key} ours", f"{key} bdpy"))
             for key, what, *_, target in specs]

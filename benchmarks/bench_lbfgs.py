@@ -11,7 +11,7 @@ reaches 90 % at the first step with ``a - a0 >= 0.9 (best - a0)``.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ import torch
 import lucent_dgn as ld
 from _pipelines import bare_pixel, bvlc_alexnet, centre_mask, generator
 from _report import Row, row
-from _timing import StepClock, interleave, ratio, time_calls
+from _timing import StepClock, details, interleave, ratio, time_calls
 
 __all__ = ["run"]
 
@@ -134,10 +134,10 @@ def render_rows(net, quick: bool, threads: int) -> List[Row]:
     return [
         row(5, "5.render.fc8", "L-BFGS-B in render: time per evaluation / bare fc8 fwd+bwd",
             ratio(res["LBFGSB fc8"], res["bare fc8"], clock), "<= 1.10",
-            **kw, **{k: res[k].as_dict() for k in ("LBFGSB fc8", "bare fc8")}),
+            **kw, **details(res, "LBFGSB fc8", "bare fc8")),
         row(5, "5.render.conv1", "L-BFGS-B in render: time per evaluation / bare truncated conv1 fwd+bwd",
             ratio(res["LBFGSB conv1"], res["bare conv1"], clock), "<= 1.30",
-            **kw, **{k: res[k].as_dict() for k in ("LBFGSB conv1", "bare conv1")}),
+            **kw, **details(res, "LBFGSB conv1", "bare conv1")),
     ]
 
 

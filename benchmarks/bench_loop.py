@@ -15,7 +15,7 @@ import lucent_dgn as ld
 from _pipelines import (bare_dgn, bare_pixel, bvlc_alexnet, centre_mask, generator, our_render, paired_render,
                         prefix)
 from _report import Row, row
-from _timing import Timing, interleave, ratio
+from _timing import details, interleave, ratio
 
 __all__ = ["run"]
 
@@ -25,10 +25,6 @@ FC8, CONV1 = (1000,), (96, 55, 55)
 def _objective(layer: str):
     shape = FC8 if layer == "fc8" else CONV1
     return ld.masked_units(layer, ld.unit_mask(shape, 0))
-
-
-def _detail(res: Dict[str, Timing], *names: str) -> Dict[str, dict]:
-    return {n: res[n].as_dict() for n in names}
 
 
 def _pixel_variants(net, batch: int, steps: int, with_ops: bool) -> Dict[str, object]:
@@ -71,10 +67,10 @@ def pixel_rows(net, batch: int, steps: int, rounds: int, threads: int, clock: st
     rows = [
         row(1, f"1.pixel.fc8.{b}", f"loop overhead, pixel fc8, batch {batch}: ours / bare",
             ratio(res["ours fc8"], res["bare fc8"], clock), "<= 1.05",
-            **kw, **_detail(res, "ours fc8", "bare fc8")),
+            **kw, **details(res, "ours fc8", "bare fc8")),
         row(1, f"1.pixel.conv1.{b}", f"loop overhead, pixel conv1, batch {batch}: ours / bare truncated",
             ratio(res["ours conv1"], res["bare conv1 (truncated)"], clock), "",
-            **kw, **_detail(res, "ours conv1", "bare conv1 (truncated)")),
+            **kw, **details(res, "ours conv1", "bare conv1 (truncated)")),
         row(2, f"2.pixel.{b}", f"truncation, pixel, batch {batch}: ours conv1 / ours fc8",
             ratio(res["ours conv1"], res["ours fc8"], clock), "<= 0.20" if batch == 1 else "<= 0.25", **kw),
         row(2, f"2.pixel.bare.{b}", f"truncation limit, batch {batch}: bare conv1 truncated / bare fc8",
@@ -84,10 +80,10 @@ def pixel_rows(net, batch: int, steps: int, rounds: int, threads: int, clock: st
         rows += [
             row(1, f"1.ops.fc8.{b}", f"jitter+decay+blur every step, fc8, batch {batch}: ours / bare",
                 ratio(res["ours fc8 + jitter/decay/blur"], res["bare fc8 (ops pair)"], clock), "<= 1.06",
-                **kw, **_detail(res, "ours fc8 + jitter/decay/blur", "bare fc8 (ops pair)")),
+                **kw, **details(res, "ours fc8 + jitter/decay/blur", "bare fc8 (ops pair)")),
             row(1, f"1.ops.conv1.{b}", f"jitter+decay+blur every step, conv1, batch {batch}: ours / bare truncated",
                 ratio(res["ours conv1 + jitter/decay/blur"], res["bare conv1 (ops pair)"], clock), "<= 1.20",
-                **kw, **_detail(res, "ours conv1 + jitter/decay/blur", "bare conv1 (ops pair)")),
+                **kw, **details(res, "ours conv1 + jitter/decay/blur", "bare conv1 (ops pair)")),
         ]
     return rows
 
@@ -109,11 +105,11 @@ def dgn_rows(net, gen, batch: int, steps: int, rounds: int, threads: int, clock:
     kw = dict(clock=clock, threads=threads)
     rows = [row(1, f"1.dgn.fc8.b{batch}", f"loop overhead, DGN fc8, batch {batch}: ours / bare",
                 ratio(res["ours DGN fc8"], res["bare DGN fc8"], clock), "<= 1.05",
-                **kw, **_detail(res, "ours DGN fc8", "bare DGN fc8"))]
+                **kw, **details(res, "ours DGN fc8", "bare DGN fc8"))]
     if with_conv1:
         rows.append(row(2, f"2.dgn.b{batch}", f"truncation, DGN, batch {batch}: ours DGN conv1 / ours DGN fc8",
                         ratio(res["conv1"], res["ours DGN fc8"], clock), "<= 0.60",
-                        **kw, **_detail(res, "conv1")))
+                        **kw, **details(res, "conv1")))
     return rows
 
 

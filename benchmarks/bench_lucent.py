@@ -17,13 +17,12 @@ import io
 import warnings
 from typing import Callable, Dict, List, Tuple
 
-import numpy as np
 import torch
 
 import lucent_dgn as ld
 from _pipelines import tv_alexnet
 from _report import Row, row
-from _timing import Lockstep, StepClock, Timing, interleave, ratio
+from _timing import Lockstep, StepClock, details, interleave, ratio
 
 __all__ = ["run"]
 
@@ -144,10 +143,6 @@ def breakdown(model, quick: bool, threads: int) -> List[Row]:
                 res[k].get(clock).median_ms, "", **kw) for k in res]
 
 
-def _detail(res: Dict[str, Timing], *names: str) -> Dict[str, dict]:
-    return {n: res[n].as_dict() for n in names}
-
-
 def run(quick: bool, threads: int = 1, log=print) -> List[Row]:
     """Rows of item 3 (batch 1). ``preprocess=False`` plus an explicit ``normalize()`` equals
     Lucent's ``preprocess=True`` for a torchvision model and lets both loops get the same list.
@@ -173,7 +168,7 @@ def run(quick: bool, threads: int = 1, log=print) -> List[Row]:
     res = interleave(variants, 6 if quick else 9)
     kw = dict(clock=clock, threads=threads)
     rows = [row(3, key, what, ratio(res[f"{key} ours"], res[f"{key} lucent"], clock), target,
-                **kw, **_detail(res, f"{key} ours", f"{key} lucent"))
+                **kw, **details(res, f"{key} ours", f"{key} lucent"))
             for key, what, *_, target in specs]
     log("  Lucent-defaults step breakdown")
     return rows + breakdown(users, quick, threads)

@@ -13,7 +13,7 @@ For each variant, the preferred images of the 10 output units are rendered with 
 
 Needs the Fashion-MNIST test set (Debian package ``dataset-fashion-mnist``).
 
-    python benchmarks/quality.py [--seeds 3] [--steps N] [--markdown]
+    python benchmarks/quality.py [--seeds 3] [--steps N]   # prints the README table, writes out/quality.json
 """
 from __future__ import annotations
 
@@ -53,7 +53,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--markdown", action="store_true", help="print the README table")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, gen, judge = fashion_classifier(), fashion_generator(), fashion_judge()
@@ -78,7 +77,6 @@ def main() -> None:
             dists.append(nearest_distance(feats, torch.tensor(units), real_feats, labels[:5000]) / baseline)
         rows[variant] = {"logit": float(np.mean(logits)), "judge": float(np.mean(judged)),
                          "nn_dist": float(np.mean(dists)), "seconds": round(seconds, 1), "images": 10 * args.seeds}
-    real_logit = []
     with torch.no_grad():
         out = model(images[:2000])
         real_logit = float(out.gather(1, labels[:2000, None]).mean())

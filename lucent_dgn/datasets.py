@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -107,7 +107,8 @@ class TensorImages(Dataset):
         labels: optional (N,) integer labels (default all 0).
     """
 
-    def __init__(self, images, labels=None) -> None:
+    def __init__(self, images: Union[torch.Tensor, np.ndarray],
+                 labels: Union[torch.Tensor, np.ndarray, Sequence[int], None] = None) -> None:
         images = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
         if images.dim() == 3:
             images = images.unsqueeze(1)
@@ -158,7 +159,7 @@ class FashionMNIST(TensorImages):
         images, labels = read_idx(image_file), read_idx(label_file)
         if images.ndim != 3 or labels.shape != (images.shape[0],):
             raise ShapeError(describe("root", "a folder with matching Fashion-MNIST files",
-                                      (images.shape, labels.shape), raw=False))
+                                      (images.shape, labels.shape)))
         super().__init__(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
         self.train = train
 

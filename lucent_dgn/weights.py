@@ -8,7 +8,8 @@ and, only when ``download=True``, a download into the cache: written to a tempor
 against the known sha256/sha1, then renamed into place atomically. Nothing found ->
 :class:`~lucent_dgn.errors.WeightsNotFoundError` listing every place searched and how to get the
 file. Files are read with ``torch.load(weights_only=True)`` (no code runs); ``.caffemodel`` files
-are converted on the fly. Models register their entries in :data:`REGISTRY` where they are defined.
+are converted on the fly. Models register their entries in :data:`REGISTRY` where they are defined
+(the registry lives in ``lucent_dgn._weights_registry``; every name is importable from here).
 """
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ import importlib.util
 import logging
 import os
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
-from ._io import atomic_path
+from ._io import PathLike, atomic_path
+from ._weights_registry import REGISTRY, WeightsEntry, get_weights_entry, register_weights
 from .errors import (ChecksumError, ConfigError, CorruptWeightsError, WeightsError,
                      WeightsNotFoundError, describe)
 
@@ -34,61 +35,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-PathLike = Union[str, "os.PathLike[str]"]
 CACHE_ENV = "LUCENT_DGN_CACHE"
-
-
-@dataclass(frozen=True)
-class WeightsEntry:
-    """Where a weights file can be found.
-
-    Attributes:
-        name: registry key, e.g. ``"deepsim-fc6"``.
-        filename: the file's name in a cache directory (and the name a download is saved as).
-        url: where :func:`download_file` fetches it from, or None.
-        sha256: expected sha256, full hex digest or a prefix of at least 8 hex digits
-            (torchvision's file-name convention); None: not verified.
-        packages: ``(package, path relative to the package directory)`` pairs of installed
-            packages that ship the file.
-        alt_filenames: other names of the same weights in a cache directory (a converted
-            ``.pt`` next to a ``.caffemodel``, for example); searched after ``filename``.
-        extra_dirs: more directories to search after the cache; ``{torch_home}`` and
-            ``{torch_hub}`` expand at call time to torch's home and hub directories.
-        sha1: expected sha1 (Caffe's model zoo lists these), checked like ``sha256``.
-        hint: extra advice for the not-found message.
-    """
-
-    name: str
-    filename: str
-    url: Optional[str] = None
-    sha256: Optional[str] = None
-    packages: Tuple[Tuple[str, str], ...] = ()
-    alt_filenames: Tuple[str, ...] = ()
-    extra_dirs: Tuple[str, ...] = ()
-    sha1: Optional[str] = None
-    hint: str = ""
-
-
-REGISTRY: Dict[str, WeightsEntry] = {}
-"""Entries by name; the modules that define models add theirs with :func:`register_weights`."""
-
-
-def register_weights(entry: WeightsEntry) -> WeightsEntry:
-    """Add (or replace) ``entry`` in :data:`REGISTRY` and return it."""
-    REGISTRY[entry.name] = entry
-    return entry
-
-
-def get_weights_entry(entry: Union[str, WeightsEntry]) -> WeightsEntry:
-    """Return ``entry`` itself, or the registry entry of that name."""
-    if isinstance(entry, WeightsEntry):
-        return entry
-    if entry not in REGISTRY:  # the built-in entries live with their models
-        from . import models  # noqa: F401
-        from .generators import deepsim  # noqa: F401
-    if not isinstance(entry, str) or entry not in REGISTRY:
-        raise ConfigError(describe("entry", f"a WeightsEntry or one of {sorted(REGISTRY)}", entry))
-    return REGISTRY[entry]
 
 
 def default_cache_dir(cache_dir: Optional[PathLike] = None) -> Path:
@@ -190,7 +137,7 @@ def fetch_url(url: str, out: BinaryIO, progress: bool = True, timeout: float = 6
     """Stream ``url`` into the open binary file ``out`` (tqdm bar when ``progress``)."""
     from tqdm.auto import tqdm
 
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (https/file only)
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - URLs of registry entries
         total = int(response.headers.get("Content-Length") or 0) or None
         name = url.rsplit("/", 1)[-1][:40]
         with tqdm(total=total, unit="B", unit_scale=True, disable=not progress, desc=name) as bar:

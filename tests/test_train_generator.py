@@ -182,3 +182,21 @@ def test_bad_arguments_raise_package_errors() -> None:
         SmallGenerator((5,), image_size=8).code_bounds()
     disc = CodeDiscriminator((5,), image_size=8)
     assert disc(torch.rand(2, 1, 8, 8), torch.rand(2, 5)).shape == (2,)
+
+
+@pytest.mark.parametrize("option", ["checkpoint_every", "max_steps"])
+def test_non_positive_step_options_are_refused(option):
+    from lucent_dgn.errors import ConfigError
+    from lucent_dgn.training.generator import train_generator
+    with pytest.raises(ConfigError, match=option):
+        train_generator(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4)), "1",
+                        TensorImages(torch.rand(8, 1, 8, 8)), **{option: 0}, progress=False)
+
+
+def test_foreign_checkpoint_is_refused(tmp_path):
+    from lucent_dgn.errors import CorruptWeightsError
+    from lucent_dgn.training.generator import CHECKPOINT_NAME, train_generator
+    torch.save({"something": 1}, tmp_path / CHECKPOINT_NAME)
+    with pytest.raises(CorruptWeightsError, match="checkpoint"):
+        train_generator(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4)), "1",
+                        TensorImages(torch.rand(8, 1, 8, 8)), batch_size=4, checkpoint_dir=tmp_path, progress=False)

@@ -106,7 +106,7 @@ def load_alexnet_weights(model: BVLCAlexNet, weights: Union[str, Path, Mapping[s
     else:
         source = str(weights)
         state = load_weights_file(weights, caffe_mapping=ALEXNET_CAFFE_MAPPING)
-    if not isinstance(state, dict) or not state:
+    if not state:
         raise CorruptWeightsError(describe("weights", "a non-empty AlexNet state dict", source))
     load_into(model, _rename_bdpy(state), source)
     return model

@@ -88,9 +88,9 @@ def _default_file(name: str, default: WeightsEnum, cache_dir: Optional[str], dow
         except WeightsNotFoundError:
             continue
     entry = torchvision_weights_entry(name, default)
-    offline = [REGISTRY[name].hint] if name in REGISTRY and REGISTRY[name].hint else []
-    if offline:
-        entry = dataclasses.replace(entry, hint=" ".join([entry.hint] + offline))
+    known = REGISTRY.get(name)
+    if known is not None and known.hint:  # e.g. the offline package that ships MobileNetV2's weights
+        entry = dataclasses.replace(entry, hint=f"{entry.hint} {known.hint}")
     return default, resolve_weights(entry, cache_dir=cache_dir, download=download, progress=progress)
 
 

@@ -22,6 +22,14 @@ def _check_positive(**values: float) -> None:
             raise ConfigError(describe(name, "a positive number", value))
 
 
+def _steps_per_epoch(dataset: Dataset, batch_size: int) -> int:
+    """Full batches per pass over ``dataset`` (ConfigError when there is none)."""
+    steps = len(dataset) // batch_size
+    if steps < 1:
+        raise ConfigError(describe("batch_size", f"at most the dataset size ({len(dataset)})", batch_size))
+    return steps
+
+
 def train_classifier(model: nn.Module, dataset: Dataset, *, epochs: int = 6, batch_size: int = 128,
                      lr: float = 3e-3, weight_decay: float = 0.0, flips: bool = True, seed: int = 0,
                      progress: bool = True, device: Union[str, torch.device] = "cpu") -> List[Dict[str, float]]:
@@ -44,9 +52,7 @@ def train_classifier(model: nn.Module, dataset: Dataset, *, epochs: int = 6, bat
         The model is left in eval mode.
     """
     _check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
-    steps_per_epoch = len(dataset) // batch_size
-    if steps_per_epoch < 1:
-        raise ConfigError(describe("batch_size", f"at most the dataset size ({len(dataset)})", batch_size))
+    steps_per_epoch = _steps_per_epoch(dataset, batch_size)
     torch.manual_seed(seed)
     rng = torch.Generator().manual_seed(seed)
     model.to(device).train()

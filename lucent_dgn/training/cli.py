@@ -33,19 +33,36 @@ def add_train_generator_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_dataset(spec: str, image_size: int = 28, channels: int = 1):
-    """Dataset from a CLI spec: ``fashion-mnist``, a folder of images, or a tensor file."""
+    """Dataset from a CLI spec: ``fashion-mnist``, a folder of images, or a tensor file.
+
+    Args:
+        spec: ``"fashion-mnist"`` (or ``"fashion"``), a folder (see
+            :class:`~lucent_dgn.datasets.ImageFolder`), or a ``.pt``/``.pth`` file holding an
+            (N, C, S, S) tensor, or a dict with ``"images"`` and optional ``"labels"`` (N,).
+        image_size: side a folder's images are resized to. Default 28.
+        channels: 1 (default) or 3, for a folder.
+
+    Raises:
+        ConfigError: ``spec`` is none of these, or the tensor file holds something else.
+    """
     from ..datasets import FashionMNIST, ImageFolder, TensorImages
     if spec in ("fashion-mnist", "fashion"):
         return FashionMNIST(train=True)
     path = Path(spec)
     if path.is_dir():
         return ImageFolder(path, size=image_size, channels=channels)
+    rule = "'fashion-mnist', a folder of images or a .pt file holding an image tensor (or a dict with 'images')"
     if path.is_file() and path.suffix in (".pt", ".pth"):
         import torch
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        images = data["images"] if isinstance(data, dict) else data
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure to unpickle means a bad file
+            raise ConfigError(describe("--data", rule, spec, f"torch.load failed: {exc}")) from exc
+        images = data.get("images") if isinstance(data, dict) else data
+        if not torch.is_tensor(images):
+            raise ConfigError(describe("--data", rule, spec))
         return TensorImages(images, data.get("labels") if isinstance(data, dict) else None)
-    raise ConfigError(describe("--data", "'fashion-mnist', a folder of images or a .pt tensor file", spec))
+    raise ConfigError(describe("--data", rule, spec))
 
 
 def train_generator_command(args: argparse.Namespace) -> int:

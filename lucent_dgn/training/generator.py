@@ -29,7 +29,7 @@ from ..layers import LayerRef, resolve_layer
 from ..models.fashion import atomic_save, save_asset
 from ..render.hooks import ActivationCapture, frozen
 from ..spaces import UnitSpace, convert
-from .classifier import _bar
+from .classifier import _bar, _check_positive, _steps_per_epoch
 
 __all__ = ["CHECKPOINT_NAME", "GeneratorTraining", "code_statistics", "train_generator", "save_generator"]
 
@@ -147,10 +147,13 @@ def _load_checkpoint(path: Path, settings: Dict[str, Any], device) -> Optional[D
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle means a bad file
         raise CorruptWeightsError(describe("checkpoint_dir", "a folder with a readable checkpoint", str(path),
                                            f"Delete it or pass resume=False. ({exc})")) from exc
+    if not isinstance(state, dict) or not isinstance(state.get("settings"), dict):
+        raise CorruptWeightsError(describe("checkpoint_dir", "a folder with a lucent_dgn training checkpoint",
+                                           str(path), "Delete it or pass resume=False."))
     for key in _RESUME_KEYS:
         if state["settings"].get(key) != settings.get(key):
             raise ConfigError(describe(key, f"the checkpoint's value {state['settings'].get(key)!r} to resume",
@@ -184,13 +187,19 @@ def train_generator(classifier: nn.Module, layer: LayerRef, dataset: Dataset, *,
         checkpoint_every: also checkpoint every this many steps. Default: once per epoch.
         max_steps: stop (with a checkpoint) once this many steps are done in total.
         progress: tqdm bar. device: where to train.
+
+    Returns:
+        :class:`GeneratorTraining` with the generator (eval mode, code statistics and ``meta`` set).
+
+    Raises:
+        ConfigError: a non-positive ``epochs``/``batch_size``/``lr``, a batch larger than the
+            dataset, or a checkpoint whose settings differ (with ``resume``).
+        CorruptWeightsError: an unreadable checkpoint file.
     """
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
-        if not value > 0:
-            raise ConfigError(describe(name, "a positive number", value))
-    steps_per_epoch = len(dataset) // batch_size
-    if steps_per_epoch < 1:
-        raise ConfigError(describe("batch_size", f"at most the dataset size ({len(dataset)})", batch_size))
+    _check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
+    _check_positive(**{k: v for k, v in (("checkpoint_every", checkpoint_every), ("max_steps", max_steps))
+                       if v is not None})
+    steps_per_epoch = _steps_per_epoch(dataset, batch_size)
     name = resolve_layer(classifier, layer)[0]
     comparators = [resolve_layer(classifier, c, arg="comparator_layers")[0] for c in (comparator_layers or [name])]
     sample = load_batch(dataset, [0])[0]

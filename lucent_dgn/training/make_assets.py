@@ -16,7 +16,6 @@ are kept in ``--work-dir`` so an interrupted run continues. Needs the Debian pac
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import platform
@@ -30,7 +29,9 @@ from torch import nn
 from ..datasets import FashionMNIST, load_batch
 from ..generators.small import SmallGenerator, load_generator
 from ..models.fashion import ASSETS_DIR, FashionCNN, FashionMLP, load_asset, save_asset
+from .._io import atomic_write_bytes
 from ..render.hooks import ActivationCapture
+from ..weights import file_digest
 from .classifier import evaluate_classifier, train_classifier
 from .generator import save_generator, train_generator
 
@@ -55,11 +56,7 @@ INPUT_NOTE = ("images (N, 1, 28, 28) with values in [0, 1] (UnitSpace(1)); the c
 
 def sha256(path: Path) -> str:
     """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 @torch.no_grad()
@@ -131,7 +128,8 @@ def make_assets(out: Path = ASSETS_DIR, work_dir: Path = Path("build/fashion_ass
         save_generator(result.generator, gen_path)
     seconds["generator"] = time.time() - start
     summary = _evaluate_and_copy(work_dir, out, test, seconds, limit)
-    (out / "fashion_assets.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    text = (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode()
+    atomic_write_bytes(out / "fashion_assets.json", lambda handle: handle.write(text))
     return summary
 
 
@@ -159,7 +157,8 @@ def _evaluate_and_copy(work_dir: Path, out: Path, test, seconds: Dict[str, float
     for kind in ("classifier", "judge", "generator"):
         src, dst = work_dir / f"fashion_{kind}.pt", out / f"fashion_{kind}.pt"
         if src.resolve() != dst.resolve():
-            dst.write_bytes(src.read_bytes())
+            data = src.read_bytes()
+            atomic_write_bytes(dst, lambda handle: handle.write(data))
         summary[kind].update(_describe_file(dst))
     return summary
 
