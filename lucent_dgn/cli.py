@@ -10,7 +10,6 @@ import argparse
 import sys
 from typing import List, Optional, Sequence
 
-
 from .errors import ConfigError, LucentDGNError, describe
 
 __all__ = ["main", "load_model_by_name", "load_generator_by_name"]
@@ -40,10 +39,14 @@ def _check_model_name(name: str) -> None:
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
-    """Check --threads and --device before any work."""
+    """Check --threads, --steps and (for commands that have it) --device before any work."""
     import torch
     if args.threads < 1:
         raise ConfigError(describe("--threads", "a positive integer", args.threads))
+    if args.steps is not None and args.steps <= 0:
+        raise ConfigError(describe("--steps", "a positive integer", args.steps))
+    if getattr(args, "device", None) is None:
+        return
     try:
         device = torch.device(args.device)
     except (RuntimeError, ValueError):
@@ -95,8 +98,6 @@ def _cmd_render(args: argparse.Namespace) -> int:
     units = _units(args.units)
     if not units:
         raise ConfigError(describe("--units", "at least one unit", args.units))
-    if args.steps is not None and args.steps <= 0:
-        raise ConfigError(describe("--steps", "a positive integer", args.steps))
     _check_model_name(args.model)
     out = ensure_writable_dir(args.out, "--out")  # fail before any work
     torch.set_num_threads(args.threads)
@@ -104,6 +105,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     generator = None
     if any(v.startswith("dgn") for v in args.variant):
         generator = load_generator_by_name(args.generator, args.generator_weights).to(args.device)
+    channels = getattr(getattr(model, "input_space", None), "channels", 3)
     results = {}
     for variant in args.variant:
         settings = dict(EXAMPLE_SETTINGS.get((variant, args.preset), {})) if args.preset != "default" else {}
@@ -111,7 +113,6 @@ def _cmd_render(args: argparse.Namespace) -> int:
             settings["maxiter" if "lbfgs" in variant else "iter_n"] = args.steps
         if args.unit_weight is not None:
             settings["weight"] = args.unit_weight
-        channels = getattr(getattr(model, "input_space", None), "channels", 3)
         results[variant] = render_units(model, args.layer, units, variant, generator=generator, settings=settings,
                                         seed=args.seed, channels=channels, progress=not args.quiet)
     record = save_units(out, results, args.layer, units, extra={"model": args.model, "generator": args.generator,
@@ -124,8 +125,10 @@ def _cmd_examples(args: argparse.Namespace) -> int:
     import torch
     from .examples import run_examples
     from ._io import ensure_writable_dir
+    _check_run_args(args)
+    _check_model_name(args.model)
+    out = ensure_writable_dir(args.out, "--out")  # fail before any work
     torch.set_num_threads(args.threads)
-    out = ensure_writable_dir(args.out, "--out")
     model = load_model_by_name(args.model, args.weights)
     generator = load_generator_by_name(args.generator, args.generator_weights) if args.generator else None
     layer = args.layer or {"lower": "conv1", "higher": "fc8"}[args.kind]

@@ -153,7 +153,8 @@ def layer_shapes(model: nn.Module, layers: Sequence[LayerRef], input_shape: Sequ
         input_shape: (C, H, W) or (N, C, H, W) of the model input.
 
     Returns:
-        dict dotted path -> shape tuple without the batch axis, e.g. ``(96, 55, 55)`` or ``(1000,)``.
+        dict dotted path -> shape tuple without the batch axis, e.g. ``(96, 55, 55)`` or ``(1000,)``;
+        layers that the forward pass does not call are missing.
     """
     resolved = [resolve_layer(model, layer) for layer in layers]
     shapes: Dict[str, Tuple[int, ...]] = {}
@@ -178,6 +179,19 @@ def layer_shapes(model: nn.Module, layers: Sequence[LayerRef], input_shape: Sequ
 
 
 def layer_shape(model: nn.Module, layer: LayerRef, input_shape: Sequence[int]) -> Tuple[int, ...]:
-    """Feature shape (without batch) of one layer, e.g. ``(96, 55, 55)`` for AlexNet conv1 at 227 px."""
+    """Feature shape (without batch) of one layer, e.g. ``(96, 55, 55)`` for AlexNet conv1 at 227 px.
+
+    Args:
+        model: the network.
+        layer: a layer reference (see :func:`resolve_layer`).
+        input_shape: (C, H, W) or (N, C, H, W) of the model input.
+
+    Raises:
+        LayerNotFoundError: no such layer, or a module that ``model.forward`` never calls.
+    """
     name, _ = resolve_layer(model, layer)
-    return layer_shapes(model, [layer], input_shape)[name]
+    shapes = layer_shapes(model, [name], input_shape)
+    if name not in shapes:
+        raise LayerNotFoundError(describe("layer", "a layer that runs in the model's forward pass", name,
+                                          "The module exists but forward() does not call it."))
+    return shapes[name]

@@ -21,7 +21,7 @@ from .errors import ConfigError, describe
 from .layers import layer_shape
 from .objectives.masks import unit_masks
 from .render.result import RenderResult
-from .viz import save_grid, save_png
+from .viz import save_grid, save_png, to_uint8
 
 __all__ = ["unit_mask_batch", "render_units", "save_units", "versions"]
 
@@ -55,10 +55,24 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
     """Render the centre unit of each channel in ``units`` with one variant.
 
     Args:
+        model: the classifier.
+        layer: layer reference (dotted path, Lucent underscore name or module).
+        units: channel indices, one image each.
         variant: ``"gd"``, ``"lbfgs"``, ``"dgn_gd"`` or ``"dgn_lbfgs"``.
         generator: required by the DGN variants.
-        settings: keyword arguments of the variant's recipe (e.g. ``EXAMPLE_SETTINGS[...]``).
+        settings: keyword arguments of the variant's recipe (e.g. ``EXAMPLE_SETTINGS[...]``);
+            a ``"weight"`` entry is the unit weight (default 1.0).
+        input_size: the model's input size S; default ``model.input_size``, else 227.
+        channels: input channels of the model (3 RGB, 1 grey); default 3.
+        seed: seed of the render unless ``settings`` has one; default 0.
         batch: render all units in one batch (True) or one by one (False); the result is stacked.
+        progress: show progress bars.
+
+    Returns:
+        RenderResult with N = len(units) images (N, S, S, 3).
+
+    Raises:
+        ConfigError: an unknown variant, or a DGN variant without ``generator``.
     """
     if variant not in VARIANTS:
         import difflib
@@ -125,7 +139,7 @@ def save_units(out_dir: Any, results: Mapping[str, RenderResult], layer: str, un
         record["variants"][variant] = {
             "files": files, "final_activation": result.final_activation.tolist(), "steps": result.steps,
             "n_evals": result.n_evals, "wall_time_s": round(result.wall_time, 3),
-            "settings": {k: v for k, v in result.settings.items()}}
+            "settings": dict(result.settings)}
     save_grid(out / grid_name, grid_images, ncols=len(units), row_labels=list(results), col_labels=labels, cell=cell)
     record["grid"] = grid_name
     record.update(extra or {})
@@ -134,7 +148,6 @@ def save_units(out_dir: Any, results: Mapping[str, RenderResult], layer: str, un
 
 
 def _masked_png(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    from .viz import to_uint8
     u8 = to_uint8(img)
     m = mask if mask.shape[-1] == u8.shape[-1] else np.repeat(mask[..., :1], u8.shape[-1], -1)
     return (u8 * m).astype(np.uint8)

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ._io import atomic_path, ensure_writable_dir
-from .errors import ShapeError, describe
+from .errors import ConfigError, ShapeError, describe
 from .render.image_ops import clip_extreme_pixel, normalise_img
 
 __all__ = ["to_uint8", "save_png", "make_grid", "save_grid", "save_snapshots", "clip_extreme_pixel", "normalise_img"]
@@ -25,14 +25,21 @@ def to_uint8(img: np.ndarray, mode: str = "cnnpref", pct: float = 0.04) -> np.nd
         img: float image; 0-1 or 0-255 scale (``mode='cnnpref'`` does not care).
         mode: ``"cnnpref"`` -- ``normalise_img(clip_extreme_pixel(img, pct))`` as cnnpref's scripts
             save (contrast stretched); ``"clip"`` -- clip a 0-1 image to [0, 1] and scale to 255
-            (true colours).
+            (true colours). Default ``"cnnpref"``.
+        pct: percentage clipped at the extremes in ``"cnnpref"`` mode (default 0.04, cnnpref's).
+
+    Returns:
+        uint8 array of ``img``'s shape.
+
+    Raises:
+        ConfigError: an unknown ``mode``.
     """
     img = np.asarray(img)
     if mode == "cnnpref":
         return normalise_img(clip_extreme_pixel(img, pct))
     if mode == "clip":
         return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    raise ValueError(describe("mode", "'cnnpref' or 'clip'", mode))
+    raise ConfigError(describe("mode", "'cnnpref' or 'clip'", mode))
 
 
 def save_png(path: Union[str, os.PathLike], img: np.ndarray, mode: str = "cnnpref") -> Path:
@@ -54,13 +61,22 @@ def save_png(path: Union[str, os.PathLike], img: np.ndarray, mode: str = "cnnpre
 def make_grid(images: Sequence[np.ndarray], ncols: int, row_labels: Optional[Sequence[str]] = None,
               col_labels: Optional[Sequence[str]] = None, cell: int = 96, pad: int = 2,
               mode: str = "cnnpref") -> np.ndarray:
-    """Tile images (each (H, W, 3) float or uint8) into a labelled grid, (H', W', 3) uint8.
+    """Tile images into a labelled grid, (H', W', 3) uint8, filled row by row.
 
-    Images are resized to ``cell`` x ``cell`` (nearest neighbour keeps small images crisp).
+    Args:
+        images: images (H, W, 3) or (H, W), float (converted with ``mode``) or uint8.
+        ncols: images per row (> 0).
+        row_labels, col_labels: optional text left of each row / above each column.
+        cell: side of each tile in pixels (default 96); images are resized to ``cell`` x ``cell``
+            (nearest neighbour keeps small images crisp).
+        pad: pixels between tiles (default 2).
+        mode: :func:`to_uint8` mode for float images (default ``"cnnpref"``).
     """
     n = len(images)
     if n == 0:
         raise ShapeError(describe("images", "at least one image", 0))
+    if isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols <= 0:
+        raise ConfigError(describe("ncols", "a positive integer", ncols))
     nrows = (n + ncols - 1) // ncols
     font = ImageFont.load_default()
     left = 0 if not row_labels else 8 + 7 * max(len(s) for s in row_labels)

@@ -25,6 +25,7 @@ from ..objectives.regularizers import total_variation
 from ..parameterizations.dgn import DGNImage
 from ..parameterizations.pixel import PixelImage
 from ..render.gd import MomentumGD
+from ..render._setup import device_of
 from ..render.loop import render
 from ..render.result import RenderResult
 from ..render.transforms import Jitter
@@ -49,8 +50,7 @@ class Recipe:
 
     def render(self, model: nn.Module, **kwargs: Any) -> RenderResult:
         """Render on ``model`` (keyword arguments go to :func:`lucent_dgn.render`)."""
-        device = next(iter(list(model.parameters()) + list(model.buffers())), torch.empty(0)).device
-        self.param.to(device)
+        self.param.to(device_of(model) or torch.device("cpu"))
         result = render(model, self.objective, self.param, self.optimizer, self.steps,
                         transforms=self.transforms, **kwargs)
         result.settings["variant"] = self.name

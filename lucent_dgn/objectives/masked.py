@@ -28,7 +28,6 @@ __all__ = ["masked_units", "REDUCTIONS"]
 REDUCTIONS = ("sum", "mean")
 
 
-
 class _Plan(NamedTuple):
     """What one activation shape needs: flat indices of the selected units (K,), their weights
     (K,) or None for a unit weight, the batch item of each (K,), and the count per item (B,)."""
@@ -142,16 +141,16 @@ class _MaskedUnits:
             act = act[self.batch:self.batch + 1]
         plan = self.prepared(act, full_batch)
         selected = act.reshape(-1)[plan.index]  # only the selected units: (K,)
-        total = (selected if plan.weight is None else selected * plan.weight).sum()
+        weighted = selected if plan.weight is None else selected * plan.weight
+        total = weighted.sum()
         loss = -total if self.reduction == "sum" else -total / plan.per_item.sum()
-        if is_own_accessor(T) and hasattr(T, "report"):
+        if is_own_accessor(T):
             with torch.no_grad():
                 sums = torch.zeros(act.shape[0], dtype=act.dtype, device=act.device)
                 T.report("activation", sums.index_add_(0, plan.item, selected.detach()) / plan.per_item)
                 if self.batch is None:  # per-item losses, for optimizers that treat items separately
-                    weighted = selected.detach() if plan.weight is None else selected.detach() * plan.weight
-                    items = torch.zeros_like(sums).index_add_(0, plan.item, weighted)
-                    scale = 1.0 if self.reduction == "sum" else 1.0 / float(plan.per_item.sum())
+                    items = torch.zeros_like(sums).index_add_(0, plan.item, weighted.detach())
+                    scale = 1.0 if self.reduction == "sum" else 1.0 / plan.index.numel()  # K = per_item.sum()
                     T.report("loss", -items * scale, accumulate=True)
         return loss
 

@@ -61,6 +61,10 @@ def tv_map(x: torch.Tensor, beta: float = 2) -> torch.Tensor:
     ``d1`` and ``d2`` are forward differences along H and W (``x[i+1] - x[i]``), set to 0 at the
     last row and column. Where both are 0 the value and its gradient are 0 (no NaN for beta < 2).
 
+    Args:
+        x: image tensor (..., H, W), e.g. (N, C, H, W), floating point.
+        beta: exponent ``TVbeta`` > 0; default 2.
+
     Returns:
         tensor of x's shape.
     """

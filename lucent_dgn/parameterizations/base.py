@@ -46,8 +46,7 @@ class Parameterization(nn.Module):
         """Clamp :attr:`variable` into its bounds, in place (no-op when unbounded)."""
         b = self.bounds()
         if b is not None:
-            lower, upper = b
-            self.variable.copy_(torch.maximum(torch.minimum(self.variable, upper), lower))
+            self.variable.clamp_(*b)
 
     @torch.no_grad()
     def decay_(self, d: float) -> None:

@@ -58,7 +58,7 @@ class DGNImage(Parameterization):
             if not hasattr(generator, attr):
                 raise ConfigError(describe("generator", f"a generator module with a `{attr}` attribute",
                                            type(generator).__name__))
-        if batch <= 0:
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch <= 0:
             raise ConfigError(describe("batch", "a positive integer", batch))
         if fit not in ("crop", "resize"):
             raise ConfigError(describe("fit", "'crop' or 'resize'", fit))
@@ -86,9 +86,6 @@ class DGNImage(Parameterization):
         self.variable = nn.Parameter(code.contiguous())
         if clip_initial:
             self.project_()
-
-    def tensors(self) -> List[torch.Tensor]:
-        return [self.variable]
 
     def frozen_modules(self) -> List[nn.Module]:
         """Modules the render loop freezes (the generator)."""

@@ -50,7 +50,7 @@ class PixelImage(Parameterization):
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         if h <= 0 or w <= 0:
             raise ConfigError(describe("size", "positive height and width", size))
-        if batch <= 0:
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch <= 0:
             raise ConfigError(describe("batch", "a positive integer", batch))
         self.space = get_space(space)
         self.model_space = model_space

@@ -4,6 +4,7 @@ Everything here runs before the first optimisation step, so bad input fails befo
 """
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Callable, Optional
 
 import torch
@@ -48,21 +49,20 @@ def as_optimizer(optimizer: Any) -> Any:
 
 
 def device_of(module: nn.Module) -> Optional[torch.device]:
-    for t in list(module.parameters()) + list(module.buffers()):
-        return t.device
-    return None
+    """Device of the module's first parameter or buffer; None when it has neither."""
+    first = next(chain(module.parameters(), module.buffers()), None)
+    return None if first is None else first.device
 
 
 def check_dtypes(model: nn.Module, param: Parameterization) -> None:
     """The parameterization (and its generator) must compute in the model's floating dtype."""
-    want = next((t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()), None)
+    want = next((t.dtype for t in chain(model.parameters(), model.buffers()) if t.is_floating_point()), None)
     if want is None:
         return
     parts = [("generator", m) for m in getattr(param, "frozen_modules", lambda: [])()] + [("param", param)]
     for arg, module in parts:
-        named = list(module.named_parameters()) + list(module.named_buffers())
-        if module is param:
-            named += [("variable", t) for t in param.tensors()]
+        named = chain(module.named_parameters(), module.named_buffers(),
+                      [("variable", t) for t in param.tensors()] if module is param else [])
         for name, t in named:
             if t.is_floating_point() and t.dtype != want:
                 raise ConfigError(describe(arg, f"of the model's dtype {want}", f"{t.dtype} ({name})", raw=True) +

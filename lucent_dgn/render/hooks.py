@@ -7,7 +7,7 @@ accessor (``T(name) -> activation``) but also accepts modules, dotted paths and 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
@@ -37,14 +37,12 @@ class ActivationAccessor:
     is_lucent_dgn_accessor = True
 
     def __init__(self, model: nn.Module, features: Dict[str, torch.Tensor], model_input: Optional[torch.Tensor],
-                 on_miss: Optional[Callable[[str], None]] = None,
                  names: Optional[Dict[LayerRef, str]] = None) -> None:
         self.model = model
         self.features = features
         self.model_input = model_input
         self.reports: Dict[str, torch.Tensor] = {}
         self.accessed: Set[str] = set()
-        self._on_miss = on_miss
         self._names = names  # layer reference -> dotted name, shared by the accessors of one render
 
     def name_of(self, layer: LayerRef) -> str:
@@ -65,14 +63,11 @@ class ActivationAccessor:
                 raise LayerNotFoundError("The model input is not available in this pass.")
             return self.model_input
         if name not in self.features:
-            if self._on_miss is not None:
-                self._on_miss(name)
             raise LayerNotFoundError(
                 describe("layer", "a layer that ran in this forward pass", name,
                          "The forward pass stopped before it or the module is not called by forward().")
             )
-        tensor = self.features[name]
-        return tensor
+        return self.features[name]
 
     def report(self, key: str, values: torch.Tensor, accumulate: bool = False) -> None:
         """Publish per-item values (shape (B,)): ``"activation"`` for the history, ``"loss"``

@@ -27,8 +27,10 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, NonFiniteLossError, describe
 from ._setup import as_objective, as_optimizer, as_param, check_dtypes, device_of, run_checked
+from ..layers import list_layers
 from .hooks import INPUT, ActivationAccessor, ActivationCapture, frozen, preserve_pre_activations
 from .result import RenderResult, StepInfo
+from .transforms import Compose
 
 __all__ = ["render"]
 
@@ -37,37 +39,15 @@ log = logging.getLogger(__name__)
 Callback = Callable[[StepInfo], Optional[bool]]
 
 
-class _Transforms:
-    """Applies the transform list; resamples random ones once per outer step."""
-
-    def __init__(self, transforms: Optional[Sequence[Callable]], generator: torch.Generator) -> None:
-        self.items = list(transforms or [])
-        self.generator = generator
-
-    def resample(self) -> None:
-        for t in self.items:
-            if hasattr(t, "resample"):
-                t.resample(self.generator)
-
-    @property
-    def jitter_offsets(self) -> Optional[tuple]:
-        for t in self.items:
-            if hasattr(t, "offsets"):
-                return tuple(t.offsets)
-        return None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        for t in self.items:
-            x = t(x)
-        return x
-
-
 class _RenderProblem:
     """Implements :class:`lucent_dgn.render.problem.Problem` for one render."""
 
-    def __init__(self, model, objective, param, transforms, n_steps, callbacks, bar) -> None:
+    def __init__(self, model, objective, param, transforms: Compose, generator: torch.Generator, n_steps,
+                 callbacks, bar) -> None:
         self.model, self.objective, self.param = model, objective, param
-        self.transforms, self.n_steps, self.callbacks, self.bar = transforms, n_steps, callbacks, bar
+        self.transforms, self.generator = transforms, generator
+        self.n_steps, self.callbacks, self.bar = n_steps, callbacks, bar
+        self.batch_size = param.batch_size  # read once: LucentParam computes it with a call of image_f()
         self.n_evals = 0
         self.step = -1
         self._item_source: Optional[tuple] = None  # (reports, loss) of the last evaluation
@@ -97,8 +77,7 @@ class _RenderProblem:
 
     def validate(self) -> None:
         """Full forward without gradients: check the objective, learn which layers it reads."""
-        names = [n for n, _ in self.model.named_modules() if n]
-        with ActivationCapture(self.model, names, stop_early=False) as cap:
+        with ActivationCapture(self.model, list_layers(self.model), stop_early=False) as cap:
             loss, T = self._forward(False, cap, check=True)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ConfigError(describe("objective", "a function returning a scalar tensor",
@@ -107,8 +86,6 @@ class _RenderProblem:
 
     def evaluate(self) -> torch.Tensor:
         variable_list = self.param.tensors()
-        for t in variable_list:
-            t.grad = None
         loss, T = self._forward(True, self.capture)
         loss = loss.reshape(())
         if not torch.isfinite(loss):
@@ -123,10 +100,7 @@ class _RenderProblem:
         self._item_source = (T.reports, value)  # split per item only when an optimizer asks
         # The step records its last evaluation: for GD the only one, for L-BFGS the accepted point.
         self._step_loss = float(value)
-        act = T.reports.get("activation")
-        n = self.param.batch_size
-        self._step_activation = (act.float().cpu().numpy() if act is not None
-                                 else np.full(n, -float(value) / n, dtype=np.float32))
+        self._step_activation = _activation(T, self._step_loss, self.batch_size)
         return value
 
     @property
@@ -141,7 +115,7 @@ class _RenderProblem:
     def _item_losses(self, reports: Dict[str, torch.Tensor], value: torch.Tensor) -> Optional[torch.Tensor]:
         """Per-item losses reported by the objective, if they add up to the total loss."""
         items = reports.get("loss")
-        if items is None or items.shape != (self.param.batch_size,):
+        if items is None or items.shape != (self.batch_size,):
             return None
         items = items.double()
         if not torch.allclose(items.sum(), value, rtol=1e-5, atol=1e-6 * (1.0 + float(value.abs()))):
@@ -153,7 +127,7 @@ class _RenderProblem:
         self.step = t
         self._step_loss = None
         self._step_activation = None
-        self.transforms.resample()
+        self.transforms.resample(self.generator)
 
     def end_step(self, t: int) -> bool:
         if self._step_loss is None:  # an optimizer that did not evaluate in this step
@@ -209,7 +183,8 @@ def render(model: nn.Module, objective: Any, param: Any = None, optimizer: Any =
 
     Raises:
         ConfigError: bad arguments (raised before any optimisation step), e.g. a model and a
-            parameterization (or its generator) on different devices or of different dtypes.
+            parameterization (or its generator) on different devices or of different dtypes, or a
+            transform that is not callable.
         ShapeError: images the model cannot take (wrong channel count or size), found by the
             validation pass before any step.
         NonFiniteLossError: the loss became NaN/inf (names the step).
@@ -224,8 +199,7 @@ def render(model: nn.Module, objective: Any, param: Any = None, optimizer: Any =
         param = PixelImage(227, seed=seed)
     param = as_param(param)
     optimizer = as_optimizer(optimizer)
-    model_device = device_of(model)
-    device = torch.device(device) if device is not None else model_device
+    device = torch.device(device) if device is not None else device_of(model)
     if device is not None:
         for name, module in (("model", model), ("param", param)):
             d = device_of(module)
@@ -242,13 +216,13 @@ def render(model: nn.Module, objective: Any, param: Any = None, optimizer: Any =
         np.random.seed(int(seed) % 2**32)
     frozen_modules = [model] + list(getattr(param, "frozen_modules", lambda: [])())
     inplace_ctx = preserve_pre_activations(model) if preserve_pre_relu else contextlib.nullcontext()
+    pipeline = Compose(transforms or [])
     bar = tqdm(total=int(steps), disable=not progress, desc="render", leave=False)
-    problem = _RenderProblem(model, objective, param, _Transforms(transforms, gen), int(steps), list(callbacks), bar)
+    problem = _RenderProblem(model, objective, param, pipeline, gen, int(steps), list(callbacks), bar)
     interrupted = False
-    start = time.perf_counter()
     try:
         with frozen(*frozen_modules), inplace_ctx:
-            problem.transforms.resample()
+            problem.transforms.resample(gen)
             problem.validate()
             with ActivationCapture(model, problem.layers, stop_early=stop_early) as cap:
                 problem.capture = cap
@@ -272,23 +246,25 @@ def render(model: nn.Module, objective: Any, param: Any = None, optimizer: Any =
     return result
 
 
+def _activation(T: ActivationAccessor, loss: float, n: int) -> np.ndarray:
+    """(N,) float32: the objective's reported activation, else ``-loss`` split evenly over the items."""
+    act = T.reports.get("activation")
+    return act.float().cpu().numpy() if act is not None else np.full(n, -loss / n, dtype=np.float32)
+
+
 def _collect(problem: _RenderProblem, wall: float, interrupted: bool) -> RenderResult:
     param = problem.param
     with torch.no_grad():
-        problem.transforms.items = []  # the final pass sees the image without transforms
-        x = param()
+        x = param()  # the final pass sees the image without transforms
         capture = problem.capture
         if capture is not None and capture.names:
             capture.run(x)
         T = ActivationAccessor(problem.model, capture.features if capture else {}, x, names=problem._names)
-        loss = problem.objective(T)
-        act = T.reports.get("activation")
-        final_act = (act.float().cpu().numpy() if act is not None
-                     else np.full(param.batch_size, -float(loss) / param.batch_size, dtype=np.float32))
+        final_act = _activation(T, float(problem.objective(T)), problem.batch_size)
         images = param.to_rgb(x).detach().float().cpu().numpy()
     variable = param.tensors()[0].detach()
     n_hist = len(problem.activation_history)
-    acts = np.stack(problem.activation_history) if n_hist else np.zeros((0, param.batch_size), np.float32)
+    acts = np.stack(problem.activation_history) if n_hist else np.zeros((0, problem.batch_size), np.float32)
     model_input = x.detach().float().cpu().numpy().copy()  # x may be the variable itself (equal spaces)
     return RenderResult(images=images, raw=variable.float().cpu().numpy(), model_input=model_input,
                         loss_history=np.asarray(problem.loss_history, dtype=np.float64), activation_history=acts,

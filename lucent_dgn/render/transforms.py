@@ -108,15 +108,18 @@ class Compose:
 
     @property
     def jitter_offsets(self) -> Optional[Tuple[int, int]]:
-        """Total ``(oy, ox)`` of the :class:`Jitter` members (None when there is none).
+        """Total ``(oy, ox)`` of the :class:`Jitter` members, nested Compose members included
+        (None when there is none).
 
         This is the net shift of the image only when the other members commute with a
         circular shift (as plain jitters do).
         """
-        jitters = [t for t in self.transforms if isinstance(t, Jitter)]
-        if not jitters:
+        parts = [t.offsets if isinstance(t, Jitter) else t.jitter_offsets
+                 for t in self.transforms if isinstance(t, (Jitter, Compose))]
+        parts = [p for p in parts if p is not None]
+        if not parts:
             return None
-        return sum(j.offsets[0] for j in jitters), sum(j.offsets[1] for j in jitters)
+        return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
     @property
     def offsets(self) -> Tuple[int, int]:
