@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # 1 thread is faster than 2 for the small networks of the demo and the tests on a 2-core CPU.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup test demo assets bench clean
+.PHONY: setup test demo assets data bench clean
 
 setup: $(STAMP)
 
@@ -25,7 +25,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m lucent_dgn.cli demo --out demo_output
 
-assets: $(STAMP)
+# Fashion-MNIST from Debian (needs root): training data of `make assets`, test set of some tests.
+data:
+	test -d /usr/share/datasets/fashion-mnist || (apt-get update && apt-get install -y dataset-fashion-mnist)
+
+assets: $(STAMP) data
 	$(PY) -m lucent_dgn.training.make_assets
 
 bench: $(STAMP)
