@@ -2,81 +2,15 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, List, Optional
 
 import pytest
 import torch
 from torch import nn
 
 from lucent_dgn.errors import BoundsError, ConfigError
-from lucent_dgn.parameterizations.base import Parameterization
 from lucent_dgn.render.lbfgs import LBFGSB, ScipyLBFGSB, box_bounds
 
-LossFn = Callable[[torch.Tensor], torch.Tensor]  # variable (N, ...) -> per-item losses (N,)
-
-
-class BoxParam(Parameterization):
-    """Holds the variable; optional box bounds broadcastable to it."""
-
-    def __init__(self, x0: torch.Tensor, lower=None, upper=None) -> None:
-        super().__init__()
-        self.variable = nn.Parameter(x0.clone())
-        self._bounds = None if lower is None else (torch.as_tensor(lower, dtype=x0.dtype),
-                                                   torch.as_tensor(upper, dtype=x0.dtype))
-
-    def bounds(self):
-        return self._bounds
-
-    def forward(self) -> torch.Tensor:
-        return self.variable
-
-
-class FakeProblem:
-    """The Problem protocol around a per-item loss; records steps and checks the box."""
-
-    def __init__(self, param: BoxParam, loss_fn: LossFn, n_steps: int = 1000,
-                 stop_at: Optional[int] = None, item_losses: bool = True) -> None:
-        self.param, self.loss_fn, self.n_steps, self.stop_at = param, loss_fn, n_steps, stop_at
-        self.item_losses = item_losses
-        self.n_evals, self.jitter_offsets, self.last_item_losses = 0, None, None
-        self.events: List[tuple] = []
-        self.outside = 0  # evaluations at points outside the box
-
-    def evaluate(self) -> torch.Tensor:
-        var = self.param.variable
-        b = self.param.bounds()
-        if b is not None and bool(((var < b[0]) | (var > b[1])).any()):
-            self.outside += 1
-        with torch.enable_grad():
-            items = self.loss_fn(var)
-            (grad,) = torch.autograd.grad(items.sum(), var)
-        var.grad = grad
-        self.n_evals += 1
-        self.events.append(("eval",))
-        self.last_item_losses = items.detach() if self.item_losses else None
-        return items.detach().sum().double()
-
-    def begin_step(self, t: int) -> None:
-        self.events.append(("begin", t))
-
-    def end_step(self, t: int) -> bool:
-        self.events.append(("end", t))
-        return self.stop_at is not None and t + 1 >= self.stop_at
-
-    def check_pairing(self) -> None:
-        """begin(t)/end(t) alternate with t = 0, 1, ...; evaluations only inside a step."""
-        open_t, expected = None, 0
-        for ev in self.events:
-            if ev[0] == "begin":
-                assert open_t is None and ev[1] == expected
-                open_t = ev[1]
-            elif ev[0] == "end":
-                assert open_t == ev[1]
-                open_t, expected = None, expected + 1
-            else:
-                assert open_t is not None
-        assert open_t is None
-
+from _fake_problem import BoxParam, FakeProblem, spd_quadratic
 
 def diag_quadratic(n_items: int = 2, dim: int = 40, seed: int = 0, dtype=torch.float64):
     """0.5 x'Ax - b'x per item with diagonal A; returns loss_fn, bounds, closed-form optimum."""
@@ -143,14 +77,6 @@ def test_float32_variable_with_float64_work_dtype():
     assert prob.param.variable.dtype == torch.float32 and prob.outside == 0 and bool(opt.finished.all())
     # float32 loss values (resolution ~1e-5 at |f| ~ 200) limit the accuracy to ~sqrt(2e-5 / a_min)
     assert torch.allclose(prob.param.variable.detach(), x_star, atol=1e-2, rtol=0)
-
-
-def spd_quadratic(dim: int = 12, seed: int = 3):
-    gen = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))
-    a = q @ torch.diag(torch.logspace(0, 1.5, dim, dtype=torch.float64)) @ q.T
-    b = torch.randn(1, dim, generator=gen, dtype=torch.float64)
-    return (lambda x: 0.5 * ((x @ a) * x).sum(1) - (b * x).sum(1)), torch.linalg.solve(a, b[0])[None]
 
 
 def test_unbounded_lbfgsb_is_plain_lbfgs_on_spd_quadratic():
