@@ -1,7 +1,7 @@
 """Quality of the four variants on the shipped Fashion-MNIST pair, judged by an independent network.
 
 For each variant, the preferred images of the 10 output units are rendered with several seeds
-(the embedded preset, ``lucent_dgn.demo.fashion_settings``). Reported per variant:
+(the shipped classifier's own render settings, ``lucent_dgn.models.fashion_settings``). Reported per variant:
 
 * ``logit``: the target unit's final activation (pre-softmax logit of the visualised classifier);
 * ``judge``: the fraction of images that the *independent* judge (an MLP trained separately,
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from lucent_dgn.datasets import FashionMNIST
-from lucent_dgn.demo import fashion_settings
+from lucent_dgn.models import fashion_settings
 from lucent_dgn.generators.small import fashion_generator
 from lucent_dgn.models.fashion import fashion_classifier, fashion_judge
 from lucent_dgn.render.hooks import ActivationCapture

@@ -13,12 +13,19 @@ Three additions to Lucent, and cnnpref's four algorithms as their combinations:
 ...                    progress=False)
 >>> bool(result.final_activation[0] > result.activation_history[0, 0])
 True
+
+``lucent_dgn.models`` and ``lucent_dgn.generators`` are imported on first use (``ld.models``),
+so ``import lucent_dgn`` imports neither torchvision nor the generator zoo.
 """
 from __future__ import annotations
 
+import importlib
+from typing import Any, List
+
 __version__ = "0.1.0"
 
-from . import errors, generators, models
+from . import _lucent  # noqa: F401  (first: imports Lucent without kornia's FutureWarning)
+from . import errors
 from .cnnpref.presets import (Recipe, dgn_gd_recipe, dgn_lbfgs_recipe, gd_recipe, lbfgs_recipe, prefer_img_dgn_gd,
                               prefer_img_dgn_lbfgs, prefer_img_gd, prefer_img_lbfgs)
 from .errors import LucentDGNError
@@ -50,3 +57,17 @@ __all__ = [
     "resolve_layer", "list_layers", "layer_shape", "CaffeSpace", "TorchvisionSpace", "UnitSpace",
     "as_neuron_selector", "LucentDGNError", "errors", "models", "generators",
 ]
+
+#: Subpackages imported on first attribute access (they pull in torchvision and the generator zoo).
+_LAZY_SUBPACKAGES = ("models", "generators")
+
+
+def __getattr__(name: str) -> Any:
+    """Import :data:`_LAZY_SUBPACKAGES` on first use (``ld.models``, ``ld.generators``)."""
+    if name in _LAZY_SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))

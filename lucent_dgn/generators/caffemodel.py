@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
@@ -29,7 +28,7 @@ from ..errors import ConfigError, CorruptWeightsError, WeightsNotFoundError, des
 from . import _protobuf as pb
 
 __all__ = ["CaffeLayer", "CaffeModel", "read_caffemodel", "write_caffemodel", "caffemodel_to_state_dict",
-           "save_state_dict", "convert_caffemodel_cli"]
+           "save_state_dict", "add_convert_arguments", "convert_command"]
 
 log = logging.getLogger(__name__)
 
@@ -261,45 +260,42 @@ _ARCH_PRESETS = {"bvlc_alexnet": _alexnet_preset, **{f"deepsim-{v}": _deepsim_pr
                                                      for v in ("fc6", "fc7", "fc8", "pool5")}}
 
 
-def convert_caffemodel_cli(argv: Optional[Sequence[str]] = None) -> int:
-    """``convert-caffemodel INPUT.caffemodel [OUTPUT.pt] [--map NAME=PREFIX ...] [--list]``.
-
-    Returns:
-        0 on success, 1 when the file cannot be read or converted, 2 on a usage error.
-    """
-    parser = argparse.ArgumentParser(prog="convert-caffemodel",
-                                     description="Convert a Caffe .caffemodel to a PyTorch state dict.",
-                                     epilog="Put --map after INPUT and OUTPUT: it takes every word after it.")
+def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``convert-caffemodel`` options on ``parser``."""
     parser.add_argument("input", help="binary .caffemodel file")
-    parser.add_argument("output", nargs="?", help="PyTorch file to write (torch.save of a state dict)")
+    parser.add_argument("output", nargs="?", help="PyTorch file to write (torch.save of a state dict); "
+                        "optional with --list")
     parser.add_argument("--map", nargs="+", action="extend", default=[], metavar="NAME=PREFIX",
-                        help="Caffe layer -> module prefix (default: every layer under its own name)")
+                        help="Caffe layer -> module prefix (default: every layer under its own name); put it "
+                             "after INPUT and OUTPUT, it takes every word after it")
     parser.add_argument("--list", action="store_true", help="print the layers and their blob shapes")
     parser.add_argument("--arch", choices=sorted(_ARCH_PRESETS), default=None,
-                        help="map and check against a known architecture (bvlc_alexnet, deepsim-fc6 ...)")
-    try:
-        args = parser.parse_args(argv)
-        if not args.list and not args.output:
-            parser.error("OUTPUT is required unless --list is given")
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    try:
-        model = read_caffemodel(args.input)
-        if args.list:
-            for layer in model.layers:
-                shapes = " ".join(str(tuple(b.shape)) for b in layer.blobs)
-                print(f"{layer.name:24s} {layer.type:16s} {shapes}".rstrip())
-            if not args.output:
-                return 0
-        mapping, target = _parse_map(args.map), None
-        if args.arch:
-            preset_mapping, target = _ARCH_PRESETS[args.arch]()
-            mapping = {**preset_mapping, **(mapping or {})}
-        state = caffemodel_to_state_dict(model, mapping or None, target=target)
-        save_state_dict(state, args.output)
-    except (CorruptWeightsError, WeightsNotFoundError, ConfigError, OSError) as err:
-        print(f"convert-caffemodel: error: {err}", file=sys.stderr)
-        return 1
+                        help="map and check against a known architecture: " + ", ".join(sorted(_ARCH_PRESETS)))
+
+
+def convert_command(args: argparse.Namespace) -> int:
+    """Run ``convert-caffemodel`` on parsed arguments; returns 0.
+
+    Raises:
+        ConfigError: OUTPUT missing without --list, or a bad --map item.
+        WeightsNotFoundError, CorruptWeightsError: an input that cannot be read or converted.
+    """
+    if not args.list and not args.output:
+        raise ConfigError(describe("OUTPUT", "a file to write (only --list may leave it out)", None))
+    mapping = _parse_map(args.map)  # a bad --map fails before the file is read
+    model = read_caffemodel(args.input)
+    if args.list:
+        for layer in model.layers:
+            shapes = " ".join(str(tuple(b.shape)) for b in layer.blobs)
+            print(f"{layer.name:24s} {layer.type:16s} {shapes}".rstrip())
+        if not args.output:
+            return 0
+    target = None
+    if args.arch:
+        preset_mapping, target = _ARCH_PRESETS[args.arch]()
+        mapping = {**preset_mapping, **(mapping or {})}
+    state = caffemodel_to_state_dict(model, mapping or None, target=target)
+    save_state_dict(state, args.output)
     count = sum(t.numel() for t in state.values())
     print(f"wrote {len(state)} tensors ({count} values) to {args.output}")
     return 0

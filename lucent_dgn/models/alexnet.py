@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -89,6 +89,10 @@ class BVLCAlexNet(nn.Sequential):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__(_layers(num_classes))
         self.input_space = CaffeSpace()
+
+    def render_settings(self, variant: str, generator: Optional[nn.Module] = None) -> Dict[str, Any]:
+        """This model's render defaults: cnnpref's function defaults (the recipes' own), so ``{}``."""
+        return {}
 
 
 def _rename_bdpy(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..datasets import FASHION_MNIST_CLASSES
 from .._io import atomic_write_bytes
-from ..errors import CorruptWeightsError, ShapeError, WeightsNotFoundError, describe
+from ..errors import ConfigError, CorruptWeightsError, ShapeError, WeightsNotFoundError, describe
 from ..spaces import UnitSpace
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "FashionMLP",
     "fashion_classifier",
     "fashion_judge",
+    "fashion_settings",
     "atomic_save",
     "save_asset",
     "load_asset",
@@ -92,6 +93,10 @@ class FashionCNN(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden, num_classes)
 
+    def render_settings(self, variant: str, generator: Optional[nn.Module] = None) -> Dict[str, Any]:
+        """This model's tuned recipe options for ``variant`` (:func:`fashion_settings`)."""
+        return fashion_settings(generator).get(variant, {})
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.relu1(self.conv1(self.standardise(x))))
         x = self.pool2(self.relu2(self.conv2(x)))
@@ -119,6 +124,10 @@ class FashionMLP(nn.Module):
         self.fc2 = nn.Linear(hidden1, hidden2)
         self.relu2 = nn.ReLU()
         self.fc3 = nn.Linear(hidden2, num_classes)
+
+    def render_settings(self, variant: str, generator: Optional[nn.Module] = None) -> Dict[str, Any]:
+        """This model's tuned recipe options for ``variant`` (:func:`fashion_settings`)."""
+        return fashion_settings(generator).get(variant, {})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dropout(self.relu1(self.fc1(self.flatten(self.standardise(x)))))
@@ -209,3 +218,43 @@ def fashion_classifier(pretrained: bool = True, path: Union[str, Path, None] = N
 def fashion_judge(pretrained: bool = True, path: Union[str, Path, None] = None) -> FashionMLP:
     """The independent judge classifier (:class:`FashionMLP`), in eval mode; see :func:`fashion_classifier`."""
     return _load_shipped("fashion_judge.pt", FashionMLP, pretrained, path)
+
+
+def fashion_settings(generator: Optional[nn.Module] = None, steps: Optional[int] = None) -> Dict[str, Dict[str, Any]]:
+    """Recipe options tuned for the shipped Fashion-MNIST models, per variant (their render defaults).
+
+    Pixel variants work in grey [0, 1] space (decay towards black, the dataset's background).
+    DGN variants start from the generator's code statistics, are bounded to
+    ``generator.code_bounds(k=1)`` (DGN-AM's "1x" bounds; "3x" gave less natural images here) and
+    take a learning rate of 0.2 times the mean code standard deviation. A generator without code
+    statistics (or none) gets the DGN variants' code start and bounds from the recipe defaults.
+
+    Args:
+        generator: the generator of the DGN variants (e.g. ``fashion_generator()``), or None.
+        steps: override every variant's iterations (``iter_n`` / ``maxiter``); default 200 / 100.
+
+    Returns:
+        ``{"gd": {...}, "lbfgs": {...}, "dgn_gd": {...}, "dgn_lbfgs": {...}}``, fresh dicts.
+    """
+    dgn_gd: Dict[str, Any] = dict(iter_n=200, momentum=0.9, decay=0.01)
+    dgn_lbfgs: Dict[str, Any] = dict(maxiter=100)
+    try:
+        lower, upper = generator.code_bounds(k=1.0)  # type: ignore[union-attr]
+        lr_dgn = 0.2 * float(generator.code_stats["std"].mean())  # type: ignore[union-attr]
+    except (AttributeError, ConfigError):  # no generator, or one without code statistics
+        pass
+    else:
+        dgn_gd = dict(init="stats", lower=lower, upper=upper, clip_initial=True, iter_n=200, lr=(lr_dgn, 0.0),
+                      momentum=0.9, decay=0.01)
+        dgn_lbfgs = dict(init="stats", lower=lower, upper=upper, maxiter=100)
+    settings = {
+        "gd": dict(space="gray", init="gray", iter_n=200, lr=(0.02, 0.0), momentum=0.9, decay=0.01, jitter_size=1,
+                   blur_sigma=(1.0, 0.5), bounded=True),
+        "lbfgs": dict(space="gray", init="gray", maxiter=100),
+        "dgn_gd": dgn_gd,
+        "dgn_lbfgs": dgn_lbfgs,
+    }
+    if steps is not None:
+        for name, options in settings.items():
+            options["maxiter" if "lbfgs" in name else "iter_n"] = int(steps)
+    return settings

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError, describe
+from ..registry import load_model_by_name
 
 __all__ = ["add_train_generator_arguments", "train_generator_command", "load_dataset"]
 
@@ -20,16 +21,16 @@ def add_train_generator_arguments(parser: argparse.ArgumentParser) -> None:
                              "file holding an (N, C, S, S) uint8/float tensor")
     parser.add_argument("--image-size", type=int, default=28, help="image side for a folder dataset")
     parser.add_argument("--channels", type=int, default=1, choices=(1, 3), help="channels for a folder dataset")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (checkpointed)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
     parser.add_argument("--checkpoint-dir", default=None, help="folder for resumable checkpoints")
     parser.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     parser.add_argument("--out", required=True, help="where to write the generator file (.pt)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--device", default="cpu", help="where to train: cpu (default), cuda, cuda:N or mps")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def load_dataset(spec: str, image_size: int = 28, channels: int = 1):
@@ -68,7 +69,6 @@ def load_dataset(spec: str, image_size: int = 28, channels: int = 1):
 def train_generator_command(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
     import torch
-    from ..cli import load_model_by_name
     from .._io import ensure_writable_dir
     from .generator import save_generator, train_generator
     torch.set_num_threads(args.threads)
