@@ -15,7 +15,7 @@ import argparse
 import contextlib
 import math
 import os
-import shutil
+import re
 import signal
 import sys
 import threading
@@ -147,6 +147,21 @@ def _units(text: str) -> Optional[List[int]]:
     return units
 
 
+@contextlib.contextmanager
+def _blame(arg: str, given: Optional[str]) -> Iterator[None]:
+    """Name ``arg`` in a WeightsError raised inside, when the user gave that file (``given``): the
+    message's generic leading argument (`path`, `weights`, `weights file`) becomes ``arg``."""
+    from .errors import WeightsError
+    try:
+        yield
+    except WeightsError as err:
+        if given is None:
+            raise
+        text = str(err)
+        match = re.match(r"`(path|weights|weights file)` ", text)
+        raise type(err)(f"`{arg}` {text[match.end():]}" if match else f"{arg}: {text}") from None
+
+
 def _out_dir(path: str) -> Tuple[Path, bool]:
     """Create ``--out`` (checking it is writable) before any work; returns (path, created here)."""
     from ._io import ensure_writable_dir
@@ -254,8 +269,11 @@ def _cmd_render(args: argparse.Namespace) -> int:
     try:
         with _stop_on_ctrl_c():
             torch.set_num_threads(args.threads)
-            model = load_model_by_name(args.model, args.weights).to(args.device)
-            generator = load_generator_by_name(args.generator, args.generator_weights).to(args.device) if dgn else None
+            with _blame("--weights", args.weights):
+                model = load_model_by_name(args.model, args.weights).to(args.device)
+            with _blame("--generator-weights", args.generator_weights):
+                generator = load_generator_by_name(args.generator, args.generator_weights) if dgn else None
+            generator = generator.to(args.device) if generator is not None else None
             layer = args.layer
             if layer is None:
                 from .layers import output_layer
@@ -338,9 +356,11 @@ def _cmd_examples(args: argparse.Namespace) -> int:
     try:
         with _stop_on_ctrl_c():
             torch.set_num_threads(args.threads)
-            model = load_model_by_name(args.model, args.weights)
-            generator = None if args.generator == "none" else load_generator_by_name(args.generator,
-                                                                                      args.generator_weights)
+            with _blame("--weights", args.weights):
+                model = load_model_by_name(args.model, args.weights)
+            with _blame("--generator-weights", args.generator_weights):
+                generator = None if args.generator == "none" else load_generator_by_name(args.generator,
+                                                                                          args.generator_weights)
             layer = args.layer or example_layer(model, args.kind)
             name, feature_shape = _probe_layer(model, layer, _input_shape(model), "the model's input size")
             if units is not None and max(units) >= feature_shape[0]:
@@ -362,7 +382,8 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     if args.size is not None and args.size <= 0:
         raise ConfigError(describe("--size", "a positive integer", args.size))
     check_model_name(args.model)
-    model = load_model_by_name(args.model, args.weights)
+    with _blame("--weights", args.weights):
+        model = load_model_by_name(args.model, args.weights)
     shape = _input_shape(model, args.size)
     names = list_layers(model)
     if not names:
@@ -494,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-imagenet", action="store_true", help="skip the MobileNetV2 part")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=_cmd_demo)
+    parser.commands = dict(sub.choices)  # type: ignore[attr-defined]
     return parser
 
 
@@ -503,7 +525,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         parser = build_parser()
         try:
-            args = parser.parse_args(argv)
+            args, extra = parser.parse_known_args(argv)
+            if extra:  # reported by the command's own parser, so the usage names the command
+                parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
         except SystemExit as stop:  # --help (0) or a usage error (2, one line already printed)
             return int(stop.code or 0)
         return int(args.func(args))

@@ -32,7 +32,7 @@ from .objectives.masks import unit_masks
 from .render.result import RenderResult
 from .viz import GRID_MAX_COLUMNS, save_grid, save_png, to_uint8
 
-__all__ = ["PRESETS", "GRID_MAX_UNITS", "variant_settings", "recipe_option_names", "with_steps", "unit_labels", "unit_mask_batch",
+__all__ = ["PRESETS", "GRID_MAX_UNITS", "variant_settings", "recipe_option_names", "with_steps", "options_record", "unit_labels", "unit_mask_batch",
            "render_units", "save_units", "versions"]
 
 DGN_VARIANTS = ("dgn_gd", "dgn_lbfgs")
@@ -175,9 +175,27 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
     fn = VARIANTS[variant]
     args = (model, generator) if variant in DGN_VARIANTS else (model,)
     if batch:
-        return fn(*args, layer, masks, weight, batch=len(units), **kwargs)
-    parts = [fn(*args, layer, masks[i], weight, **kwargs) for i in range(len(units))]
-    return _stack(parts)
+        result = fn(*args, layer, masks, weight, batch=len(units), **kwargs)
+    else:
+        result = _stack([fn(*args, layer, masks[i], weight, **kwargs) for i in range(len(units))])
+    result.settings["options"] = options_record(dict(settings or {}))
+    return result
+
+
+def options_record(options: Mapping[str, Any]) -> Dict[str, Any]:
+    """Recipe options as JSON-friendly values: tensors and arrays become ``{"shape", "min", "max"}``,
+    tuples lists."""
+    out: Dict[str, Any] = {}
+    for key, value in options.items():
+        if torch.is_tensor(value) or isinstance(value, np.ndarray):
+            arr = value.detach().cpu().numpy() if torch.is_tensor(value) else value
+            out[key] = {"shape": list(arr.shape), "min": float(arr.min()), "max": float(arr.max())} if arr.size \
+                else {"shape": list(arr.shape)}
+        elif isinstance(value, tuple):
+            out[key] = list(value)
+        else:
+            out[key] = value
+    return out
 
 
 def _stack(parts: List[RenderResult]) -> RenderResult:

@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import re
 import urllib.request
 from pathlib import Path
 from typing import BinaryIO, Dict, List, Mapping, Optional, Tuple, Union
@@ -31,7 +32,8 @@ from .errors import (ChecksumError, ConfigError, CorruptWeightsError, WeightsErr
 
 __all__ = [
     "WeightsEntry", "REGISTRY", "register_weights", "get_weights_entry", "default_cache_dir", "resolve_weights",
-    "download_file", "fetch_url", "file_digest", "load_state_dict_file", "load_weights_file", "load_into",
+    "download_file", "fetch_url", "file_digest", "read_torch_file", "load_state_dict_file", "load_weights_file",
+    "load_into",
 ]
 
 logger = logging.getLogger(__name__)
@@ -206,6 +208,30 @@ def _unwrap(obj: object, path: Path) -> Dict[str, torch.Tensor]:
                                        f"{type(obj).__name__} in {path}", raw=True))
 
 
+def read_torch_file(path: PathLike, arg: str = "weights file") -> object:
+    """``torch.load(path, map_location="cpu", weights_only=True)``: tensors and plain containers,
+    no code execution.
+
+    Raises:
+        CorruptWeightsError: any failure, in one line naming ``arg``. A file holding other Python
+            objects (a whole pickled model, numpy arrays) is refused with advice to save a state
+            dict; torch's own advice to load it with ``weights_only=False`` is not repeated.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError ... here
+        text = str(exc).strip()
+        if "Weights only load failed" in text:
+            hint = ("It holds Python objects besides tensors (a whole pickled model?), which are not loaded "
+                    "because loading them can run code; save model.state_dict() instead.")
+        else:
+            first = re.split(r"(?<=\.)\s", text.splitlines()[0])[0].rstrip(".")[:200] if text else type(exc).__name__
+            hint = (f"torch.load failed ({type(exc).__name__}: {first}). The file may be truncated (fetch it "
+                    "again) or not a PyTorch file.")
+        raise CorruptWeightsError(describe(arg, "a complete PyTorch weights file (torch.save of tensors)", str(path),
+                                           hint)) from None
+
+
 def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
     """Read a PyTorch state dict on the CPU with ``weights_only=True`` (no code execution).
 
@@ -216,14 +242,7 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsNotFoundError(describe("weights", "an existing file", str(path)))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError ... here
-        raise CorruptWeightsError(describe(
-            "weights file", "a complete PyTorch state dict", str(path),
-            f"torch.load failed: {str(exc).splitlines()[0][:200]}. The file may be truncated (download it "
-            "again) or hold a whole pickled model (re-save model.state_dict()).")) from exc
-    return _unwrap(obj, path)
+    return _unwrap(read_torch_file(path), path)
 
 
 def load_weights_file(path: PathLike,

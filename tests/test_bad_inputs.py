@@ -251,7 +251,7 @@ TABLE = [
     ("caffemodel-missing-file", lambda p: read_caffemodel(p / "absent.caffemodel"), WeightsNotFoundError,
      r"`path` must be an existing \.caffemodel file; got '/.*Check the path"),
     ("weights-file-truncated", truncated_state_dict, CorruptWeightsError,
-     r"`weights file` must be a complete PyTorch state dict; got .*cut\.pt.*truncated"),
+     r"`weights file` must be a complete PyTorch weights file .*; got .*cut\.pt.*truncated"),
     ("weights-wrong-shape", wrong_weight_shape, CorruptWeightsError,
      r"`conv1\.weight in tiny\.pt` must be of shape \(4, 3, 5, 5\); got \(4, 3, 3, 3\)"),
     ("sha256-mismatch", sha256_mismatch, ChecksumError,

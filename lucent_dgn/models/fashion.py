@@ -16,8 +16,9 @@ floating tensors may be stored as float16 and are loaded as float32.
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ from ..datasets import FASHION_MNIST_CLASSES
 from .._io import atomic_write_bytes
 from ..errors import ConfigError, CorruptWeightsError, ShapeError, WeightsNotFoundError, describe
 from ..spaces import UnitSpace
+from ..weights import read_torch_file
 
 __all__ = [
     "ASSETS_DIR",
@@ -163,6 +165,71 @@ def save_asset(model: nn.Module, path: Union[str, Path], config: Dict[str, Any],
     return atomic_save(blob, path)
 
 
+def check_asset(blob: Any, archs: Mapping[str, type], path: str) -> type:
+    """Validate a loaded weight file before anything real is built; returns its architecture class.
+
+    Checks, in order: the dict layout (``format``, ``arch`` among ``archs``, ``config`` a dict of
+    the constructor's keyword arguments, ``state_dict`` a dict of tensors, ``meta`` a dict); no
+    number in ``config`` exceeds the number of values the file stores (a dimension can never
+    be larger); the architecture built on the ``meta`` device (no memory) accepts the config; and
+    its parameter and buffer names and shapes equal the file's. A file that passes therefore
+    builds a model no larger than the weights it holds.
+
+    Raises:
+        CorruptWeightsError: the first check that fails, naming ``path``.
+    """
+    def bad(rule: str, hint: str = "") -> CorruptWeightsError:
+        return CorruptWeightsError(describe("path", rule, path, hint))
+
+    if not isinstance(blob, dict) or blob.get("format") != ASSET_FORMAT or blob.get("arch") not in archs:
+        raise bad(f"a {ASSET_FORMAT} file of a known architecture ({sorted(archs)})")
+    model_cls = archs[blob["arch"]]
+    config, state, meta = blob.get("config"), blob.get("state_dict"), blob.get("meta", {})
+    if not isinstance(state, dict) or not state or not all(isinstance(k, str) and torch.is_tensor(v)
+                                                           for k, v in state.items()):
+        raise bad("a file whose state_dict maps names to tensors")
+    if not isinstance(meta, dict):
+        raise bad("a file whose meta is a dict", f"Its meta is a {type(meta).__name__}.")
+    params = inspect.signature(model_cls.__init__).parameters
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        raise bad(f"a file whose config is a dict of {model_cls.__name__}'s arguments")
+    unknown = sorted(k for k in config if k not in params or k == "self")
+    if unknown:
+        raise bad(f"a file whose config holds {model_cls.__name__}'s arguments",
+                  f"Unknown: {unknown}; known: {sorted(k for k in params if k != 'self')}.")
+    stored = sum(int(v.numel()) for v in state.values())
+    numbers = [v for v in _config_numbers(config.values())]
+    if any(abs(v) > stored for v in numbers):
+        raise bad("a file whose config fits its weights",
+                  f"The config holds {max(numbers, key=abs)!r}, more than the {stored} values stored.")
+    try:
+        with torch.device("meta"):
+            skeleton = model_cls(**config)
+    except Exception as exc:  # noqa: BLE001 - any constructor failure means a config it does not take
+        raise bad(f"a file whose config builds a {model_cls.__name__}",
+                  f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        diff = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found[k]]
+        key = diff[0]
+        raise bad(f"weights matching the {model_cls.__name__} its config describes",
+                  f"First difference: {key} is {expected.get(key, 'absent')} in the architecture and "
+                  f"{found.get(key, 'absent')} in the file.")
+    return model_cls
+
+
+def _config_numbers(values: Any) -> List[float]:
+    """Every int/float inside a config's values (lists and tuples are searched)."""
+    out: List[float] = []
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            out += _config_numbers(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append(value)
+    return out
+
+
 def load_asset(path: Union[str, Path], archs: Optional[Dict[str, type]] = None) -> nn.Module:
     """Build the model a weight file describes and load its weights (as float32), in eval mode.
 
@@ -177,15 +244,9 @@ def load_asset(path: Union[str, Path], archs: Optional[Dict[str, type]] = None) 
         raise WeightsNotFoundError(describe(
             "path", "an existing weight file", str(path),
             "Re-create the shipped files with `python -m lucent_dgn.training.make_assets`."))
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to unpickle means a bad file
-        raise CorruptWeightsError(describe("path", "a readable weight file", str(path), f"Loading failed: {exc}")) from exc
-    table = dict(_ARCHS, **(archs or {}))
-    if not isinstance(blob, dict) or blob.get("format") != ASSET_FORMAT or blob.get("arch") not in table:
-        raise CorruptWeightsError(describe("path", f"a {ASSET_FORMAT} file of a known architecture ({sorted(table)})",
-                                           str(path)))
-    model = table[blob["arch"]](**blob["config"])
+    blob = read_torch_file(path, "path")
+    model_cls = check_asset(blob, dict(_ARCHS, **(archs or {})), str(path))
+    model = model_cls(**blob["config"])
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
     try:
         model.load_state_dict(state)
