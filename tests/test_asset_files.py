@@ -59,8 +59,8 @@ CASES = [
     ("huge-architecture", lambda b: b["config"].update(width=10 ** 9, hidden=10 ** 9),
      r"config fits its weights; .* holds 1000000000, more than the \d+ values stored"),
     ("larger-architecture-than-weights", lambda b: b["config"].update(hidden=1000),
-     r"weights matching the FashionCNN its config describes; .* fc1.bias is \(4000,\) in the architecture and "
-     r"\(8,\) in the file"),
+     r"weights matching the FashionCNN its config describes; .* fc1.weight is \(1000, 196\) in the architecture "
+     r"and \(8, 196\) in the file"),
     ("unknown-arch", lambda b: b.update(arch="ResNet"), r"lucent_dgn.asset/1 file of a known architecture"),
     ("state-with-non-tensor", lambda b: b["state_dict"].update(extra=3), "state_dict maps names to tensors"),
     ("state-missing-key", lambda b: b["state_dict"].pop("fc2.bias"), "First difference: fc2.bias"),
