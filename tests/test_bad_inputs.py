@@ -183,8 +183,9 @@ TABLE = [
                                            PixelImage(32, space="gray", model_space=UnitSpace(1))),
      ShapeError, r"`param` must be images \(N, 3, H, W\) for the model; got shape \(1, 1, 32, 32\)"),
     ("image-wrong-channels-undeclared", lambda p: run(plain_rgb_net(), masked_units("conv", unit_mask((2,), 0)),
-                                                      PixelImage(8, space="gray")),
-     ShapeError, r"`param` must be images the model accepts; got shape \(1, 1, 8, 8\)"),
+                                                      PixelImage(8, space="gray"), preprocess=False),
+     ShapeError, r"`param` must be images the model accepts; the model declares no input_space, so it got "
+                 r"UnitSpace\(channels=1\) images.*; got shape \(1, 1, 8, 8\)"),
     # --------------------------------------------------------------------- devices and dtypes
     ("generator-dtype", lambda p: run(TinyCaffeNet().double(), conv1(), DGNImage(TinyGenerator(), input_size=32)),
      ConfigError, r"`generator` must be of the model's dtype torch\.float64; got torch\.float32 \(fc\.weight\)"),
