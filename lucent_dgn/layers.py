@@ -36,9 +36,16 @@ __all__ = [
     "to_lucent_name",
     "layer_shape",
     "layer_shapes",
+    "eager_model",
 ]
 
 LayerRef = Union[str, nn.Module]
+
+
+def eager_model(model: nn.Module) -> nn.Module:
+    """The module to run for hooks: a ``torch.compile``'d model's original module, else ``model``."""
+    original = getattr(model, "_orig_mod", None)
+    return original if isinstance(original, nn.Module) and type(model).__name__ == "OptimizedModule" else model
 
 
 def _walk(module: nn.Module, prefix: Tuple[str, ...] = ()) -> Iterator[Tuple[Tuple[str, ...], nn.Module]]:
@@ -191,7 +198,7 @@ def layer_shapes(model: nn.Module, layers: Sequence[LayerRef], input_shape: Sequ
         for name, module in resolved:
             handles.append(module.register_forward_hook(make_hook(name)))
         with torch.no_grad():
-            model(_example_input(model, input_shape))
+            eager_model(model)(_example_input(model, input_shape))
     finally:
         for handle in handles:
             handle.remove()

@@ -19,7 +19,7 @@ from torch import nn
 import lucent_dgn as ld
 from lucent_dgn import weights as W
 from lucent_dgn._io import ensure_writable_dir
-from lucent_dgn.cnnpref.presets import lbfgs_recipe, prefer_img_gd
+from lucent_dgn.cnnpref.presets import prefer_img_gd
 from lucent_dgn.errors import (AmbiguousLayerError, BoundsError, ChecksumError, ConfigError, CorruptWeightsError,
                                LayerNotFoundError, LucentDGNError, MaskError, ShapeError, WeightsNotFoundError)
 from lucent_dgn.generators.caffemodel import (CaffeLayer, caffemodel_to_state_dict, read_caffemodel,
@@ -234,9 +234,9 @@ TABLE = [
     ("variant-unknown", lambda p: render_units(TinyCaffeNet(), "conv1", [0], "dgn-gd"), ConfigError,
      r"`variant` must be one of \['gd', 'lbfgs', 'dgn_gd', 'dgn_lbfgs'\]; got 'dgn-gd'\. Did you mean 'dgn_gd'"),
     ("variant-needs-generator", lambda p: render_units(TinyCaffeNet(), "conv1", [0], "dgn_lbfgs"), ConfigError,
-     r"`generator` must be a generator for variant 'dgn_lbfgs'; got None"),
-    ("solver-unknown", lambda p: lbfgs_recipe("conv1", unit_mask(CONV1, 0), solver="fortran"), ConfigError,
-     r"`solver` must be 'torch' or 'scipy'; got 'fortran'"),
+     r"`generator` must be a generator module for variant 'dgn_lbfgs'; got None"),
+    ("solver-unknown", lambda p: ld.recipe("lbfgs", "conv1", unit_mask(CONV1, 0), solver="fortran"), ConfigError,
+     r"`solver` must be one of 'torch', 'scipy'; got 'fortran'"),
     ("reduction-unknown", lambda p: conv1(reduction="max"), ConfigError,
      r"`reduction` must be one of 'sum', 'mean'; got 'max'"),
     ("generator-without-code-shape", lambda p: DGNImage(nn.Linear(4, 4)), ConfigError,

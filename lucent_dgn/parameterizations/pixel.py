@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validate import check_seed
 from ..errors import ConfigError, ShapeError, describe
 from ..spaces import ImageSpace, convert, get_space
 from .base import Bounds, Parameterization
@@ -53,6 +54,7 @@ class PixelImage(Parameterization):
             raise ConfigError(describe("size", "positive height and width", size))
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch <= 0:
             raise ConfigError(describe("batch", "a positive integer", batch))
+        seed = check_seed(seed)
         self.space = get_space(space)
         self.model_space = model_space
         self.bounded = bounded

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ShapeError, describe
+from ..layers import eager_model
 from ..parameterizations.base import Parameterization
 from ..parameterizations.lucent_adapter import LucentParam
 from ..spaces import ImageSpace, TorchvisionSpace
@@ -76,12 +77,6 @@ def check_dtypes(model: nn.Module, param: Parameterization) -> None:
                                   " Convert both with .to(dtype), e.g. model.double() and param.double().")
 
 
-def eager_model(model: nn.Module) -> nn.Module:
-    """The module to run: a ``torch.compile``'d model's original module (hooks need eager mode)."""
-    original = getattr(model, "_orig_mod", None)
-    return original if isinstance(original, nn.Module) and type(model).__name__ == "OptimizedModule" else model
-
-
 def resolve_input_space(model: Optional[nn.Module], param: Parameterization, input_space: Optional[ImageSpace],
                         preprocess: bool) -> ImageSpace:
     """The model input space for one render (see :func:`lucent_dgn.render`); changes nothing."""
@@ -104,7 +99,7 @@ def resolve_input_space(model: Optional[nn.Module], param: Parameterization, inp
 def check_grad_mode(model: Optional[nn.Module], param: Parameterization) -> None:
     """Tensors made under ``torch.inference_mode()`` can never take part in autograd: say so clearly."""
     parts = [("param", t) for t in param.tensors()]
-    parts += [("param", t) for m in getattr(param, "frozen_modules", lambda: [])() for t in m.parameters()]
+    parts += [("generator", t) for m in getattr(param, "frozen_modules", lambda: [])() for t in m.parameters()]
     if model is not None:
         parts += [("model", t) for t in chain(model.parameters(), model.buffers())]
     for arg, t in parts:
