@@ -26,10 +26,6 @@ from .errors import ConfigError, LucentDGNError, describe
 
 __all__ = ["main", "build_parser"]
 
-VARIANT_NAMES = ("gd", "lbfgs", "dgn_gd", "dgn_lbfgs")
-PRESET_NAMES = ("model", "cnnpref", "lower", "higher")
-#: Largest seed: torch's generators take 64-bit seeds.
-MAX_SEED = 2 ** 64 - 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,9 +77,9 @@ def _check_common(args: argparse.Namespace) -> None:
     steps = getattr(args, "steps", None)
     if steps is not None and steps <= 0:
         raise ConfigError(describe("--steps", "a positive integer", steps))
-    seed = getattr(args, "seed", None)
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise ConfigError(describe("--seed", "an integer from 0 to 2**64 - 1", seed))
+    if getattr(args, "seed", None) is not None:
+        from ._validate import check_seed
+        check_seed(args.seed, "--seed")
     if getattr(args, "device", None) is not None:
         _check_device(args.device)
 
@@ -200,7 +196,7 @@ def _parse_set(items: Sequence[str], variants: Sequence[str]) -> Dict[str, Dict[
     """``--set [VARIANT.]KEY=VALUE`` items -> variant -> {option: value}; values are Python
     literals (numbers, tuples, None, True/False) or else strings."""
     import ast
-    from .runs import recipe_option_names
+    from .recipes import recipe_options
     out: Dict[str, Dict[str, Any]] = {v: {} for v in variants}
     for item in items:
         key, sep, text = item.partition("=")
@@ -220,7 +216,7 @@ def _parse_set(items: Sequence[str], variants: Sequence[str]) -> Dict[str, Dict[
         except (ValueError, SyntaxError):
             value = text.strip()
         for variant in targets:
-            valid = recipe_option_names(variant)
+            valid = sorted(recipe_options(variant))
             if key not in valid:
                 raise ConfigError(describe("--set", f"an option of the {variant} recipe", key,
                                            "Valid: " + ", ".join(valid) + "."))
@@ -259,8 +255,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
     units = _units(args.units) if args.units is not None else None
     _check_finite("--unit-weight", args.unit_weight)
     _check_finite("--bounds", args.bounds, 0.0)
+    from .recipes import get_variant
     variants = list(dict.fromkeys(args.variant))
-    dgn = [v for v in variants if v.startswith("dgn")]
+    dgn = [v for v in variants if get_variant(v).needs_generator]
     if args.bounds is not None and not dgn:
         raise ConfigError(describe("--bounds", "used with a dgn variant", f"--variant {' '.join(variants)}", raw=True))
     overrides = _parse_set(args.set, variants)
@@ -431,6 +428,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, device: bool = True) -> None
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``lucent-dgn`` argument parser (imports no model, torchvision or generator code)."""
+    from .recipes import variant_names
     from .registry import GENERATOR_NAMES, SHIPPED_MODELS
     from .runs import PRESETS
     models_help = (f"{', '.join(SHIPPED_MODELS)} (shipped), bvlc_alexnet, or a torchvision classifier name "
@@ -449,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = r.add_mutually_exclusive_group(required=True)
     which.add_argument("--units", help="channels whose centre unit to render: 0,3,6, 0:96:3 or all")
     which.add_argument("--mask", help=".npy file of unit masks, (C[, H, W]) or (B, C[, H, W]), one image per mask")
-    r.add_argument("--variant", nargs="+", default=["gd"], choices=VARIANT_NAMES,
+    r.add_argument("--variant", nargs="+", default=["gd"], choices=variant_names(),
                    help="one or more variants (default: gd)")
     r.add_argument("--generator", default="fashion", choices=GENERATOR_NAMES,
                    help="generator of the dgn variants: " + ", ".join(GENERATOR_NAMES) + " (default: fashion)")

@@ -25,17 +25,17 @@ import torch
 from torch import nn
 
 from ._io import ensure_writable_dir, save_json, save_npy
-from .cnnpref.presets import EXAMPLE_SETTINGS, VARIANTS
+from .cnnpref.presets import EXAMPLE_SETTINGS
 from .errors import ConfigError, describe
 from .layers import layer_shape, output_layer, resolve_layer
+from .recipes import get_variant, recipe, recipe_options
 from .objectives.masks import unit_masks
 from .render.result import RenderResult
 from .viz import GRID_MAX_COLUMNS, save_grid, save_png, to_uint8
 
-__all__ = ["PRESETS", "GRID_MAX_UNITS", "variant_settings", "recipe_option_names", "with_steps", "options_record", "unit_labels", "unit_mask_batch",
+__all__ = ["PRESETS", "GRID_MAX_UNITS", "variant_settings", "with_steps", "unit_labels", "unit_mask_batch",
            "render_units", "save_units", "versions"]
 
-DGN_VARIANTS = ("dgn_gd", "dgn_lbfgs")
 #: Where settings come from: the model's own tuned ones, cnnpref's function defaults, or cnnpref's
 #: lower-/higher-layer example settings.
 PRESETS = ("model", "cnnpref", "lower", "higher")
@@ -52,7 +52,7 @@ def variant_settings(model: nn.Module, variant: str, generator: Optional[nn.Modu
             method gives its tuned settings (the shipped Fashion-MNIST models: the demo's, see
             :func:`lucent_dgn.models.fashion_settings`; BVLC AlexNet: cnnpref's function defaults);
             a model without one gets cnnpref's function defaults.
-        variant: ``"gd"``, ``"lbfgs"``, ``"dgn_gd"`` or ``"dgn_lbfgs"``.
+        variant: a registered variant (:func:`lucent_dgn.variant_names`).
         generator: the DGN variants' generator (tuned settings may depend on its code statistics).
         preset: one of :data:`PRESETS`: ``"model"`` (default), ``"cnnpref"`` (cnnpref's function
             defaults, ``{}``), ``"lower"`` / ``"higher"`` (cnnpref's example-script settings).
@@ -63,34 +63,26 @@ def variant_settings(model: nn.Module, variant: str, generator: Optional[nn.Modu
     Raises:
         ConfigError: an unknown variant or preset.
     """
-    _check_variant(variant)
+    get_variant(variant)
     if preset == "model":
         declared = getattr(model, "render_settings", None)
         return dict(declared(variant, generator)) if callable(declared) else {}
     if preset == "cnnpref":
         return {}
     if preset in ("lower", "higher"):
+        if (variant, preset) not in EXAMPLE_SETTINGS:
+            raise ConfigError(describe("preset", f"a preset of variant {variant!r}", preset,
+                                       "cnnpref's example settings exist for its four variants only."))
         return dict(EXAMPLE_SETTINGS[(variant, preset)])
     raise ConfigError(describe("preset", "one of " + ", ".join(map(repr, PRESETS)), preset))
 
 
-def recipe_option_names(variant: str) -> List[str]:
-    """The options a variant's recipe takes (for ``lucent-dgn render --set``), sorted."""
-    import inspect
-    from .cnnpref import presets
-    _check_variant(variant)
-    fn = getattr(presets, f"{variant}_recipe")
-    names = {"weight"} | {p.name for p in inspect.signature(fn).parameters.values()
-                          if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    return sorted(names)
-
-
 def with_steps(settings: Mapping[str, Any], variant: str, steps: Optional[int]) -> Dict[str, Any]:
-    """``settings`` with the variant's iteration count (``iter_n`` or ``maxiter``) set to ``steps``
-    (unchanged when ``steps`` is None)."""
+    """``settings`` with the variant's iteration count (its ``iter_n`` or ``maxiter`` option) set
+    to ``steps`` (unchanged when ``steps`` is None)."""
     out = dict(settings)
     if steps is not None:
-        out["maxiter" if "lbfgs" in variant else "iter_n"] = int(steps)
+        out["iter_n" if "iter_n" in recipe_options(variant) else "maxiter"] = int(steps)
     return out
 
 
@@ -102,14 +94,6 @@ def unit_labels(model: nn.Module, layer: Any, units: Sequence[int], input_shape:
         if all(0 <= int(u) < len(names) for u in units):
             return [str(names[int(u)]) for u in units]
     return [str(int(u)) for u in units]
-
-
-def _check_variant(variant: str) -> None:
-    if variant not in VARIANTS:
-        import difflib
-        close = difflib.get_close_matches(str(variant), list(VARIANTS), n=1)
-        raise ConfigError(describe("variant", f"one of {list(VARIANTS)}", variant,
-                                   f"Did you mean {close[0]!r}?" if close else ""))
 
 
 def versions() -> Dict[str, str]:
@@ -142,10 +126,11 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
         model: the classifier.
         layer: layer reference (dotted path, Lucent underscore name or module).
         units: channel indices, one image each.
-        variant: ``"gd"``, ``"lbfgs"``, ``"dgn_gd"`` or ``"dgn_lbfgs"``.
-        generator: required by the DGN variants.
-        settings: keyword arguments of the variant's recipe (e.g. ``EXAMPLE_SETTINGS[...]``);
-            a ``"weight"`` entry is the unit weight (default 1.0).
+        variant: a registered variant (:func:`lucent_dgn.variant_names`: ``"gd"``, ``"lbfgs"``,
+            ``"dgn_gd"``, ``"dgn_lbfgs"`` ...).
+        generator: required by the variants that optimise a generator code.
+        settings: options of the variant's recipe (e.g. ``EXAMPLE_SETTINGS[...]``;
+            :func:`lucent_dgn.recipe_options`), ``weight`` included (default 1.0).
         input_size: the model's input size S; default ``model.input_size``, else 227.
         channels: input channels of the model (3 RGB, 1 grey); default 3.
         seed: seed of the render unless ``settings`` has one; default 0.
@@ -158,44 +143,22 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
         RenderResult with N = len(units) images (N, S, S, 3).
 
     Raises:
-        ConfigError: an unknown variant, or a DGN variant without ``generator``.
+        ConfigError: an unknown variant or option, or a generator variant without ``generator``.
     """
-    _check_variant(variant)
-    if variant in DGN_VARIANTS and generator is None:
-        raise ConfigError(describe("generator", f"a generator for variant {variant!r}", None))
+    spec = get_variant(variant)
+    options = dict(settings or {})
+    options.setdefault("seed", seed)
     size = int(input_size or getattr(model, "input_size", 227))
     if masks is None:
         masks = unit_mask_batch(model, layer, units, size, channels)
     elif len(masks) != len(units):
         raise ConfigError(describe("masks", f"one mask per unit ({len(units)})", len(masks)))
-    kwargs = dict(settings or {})
-    weight = kwargs.pop("weight", 1.0)
-    kwargs.setdefault("seed", seed)
-    kwargs["progress"] = progress
-    fn = VARIANTS[variant]
-    args = (model, generator) if variant in DGN_VARIANTS else (model,)
+    gen = generator if spec.needs_generator else None
     if batch:
-        result = fn(*args, layer, masks, weight, batch=len(units), **kwargs)
-    else:
-        result = _stack([fn(*args, layer, masks[i], weight, **kwargs) for i in range(len(units))])
-    result.settings["options"] = options_record(dict(settings or {}))
-    return result
-
-
-def options_record(options: Mapping[str, Any]) -> Dict[str, Any]:
-    """Recipe options as JSON-friendly values: tensors and arrays become ``{"shape", "min", "max"}``,
-    tuples lists."""
-    out: Dict[str, Any] = {}
-    for key, value in options.items():
-        if torch.is_tensor(value) or isinstance(value, np.ndarray):
-            arr = value.detach().cpu().numpy() if torch.is_tensor(value) else value
-            out[key] = {"shape": list(arr.shape), "min": float(arr.min()), "max": float(arr.max())} if arr.size \
-                else {"shape": list(arr.shape)}
-        elif isinstance(value, tuple):
-            out[key] = list(value)
-        else:
-            out[key] = value
-    return out
+        return recipe(variant, layer, masks, gen, batch=len(units), **options).render(model, progress=progress)
+    parts = [recipe(variant, layer, masks[i], gen, **options).render(model, progress=progress)
+             for i in range(len(units))]
+    return _stack(parts)
 
 
 def _stack(parts: List[RenderResult]) -> RenderResult:
