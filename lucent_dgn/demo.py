@@ -87,7 +87,9 @@ def _imagenet_part(out: Path, steps: Optional[int], seed: int, progress: bool) -
     from .render.transforms import Jitter
     units = list(IMAGENET_CLASSES)
     masks = unit_masks((1000,), units)
-    p = LucentParam(lambda: lparam.image(128, batch=len(units), fft=True, decorrelate=True))
+    with torch.random.fork_rng(devices=[]):  # Lucent's param_f draws its start from torch's global RNG
+        torch.manual_seed(seed)
+        p = LucentParam(lambda: lparam.image(128, batch=len(units), fft=True, decorrelate=True))
     t0 = time.perf_counter()
     result = render(model, masked_units("classifier.1", masks), p, "adam", steps or 96, transforms=[Jitter(8)],
                     seed=seed, progress=progress)
@@ -109,23 +111,36 @@ def _imagenet_part(out: Path, steps: Optional[int], seed: int, progress: bool) -
 
 def run_demo(out_dir: Any = "demo_output", steps: Optional[int] = None, seed: int = 0, imagenet: bool = True,
              progress: bool = True) -> Dict[str, Any]:
-    """Run the demo; returns the summary also written to ``<out_dir>/summary.json``."""
+    """Run the demo; returns the summary also written to ``<out_dir>/summary.json``.
+
+    The same ``seed`` gives the same files, byte for byte. Torch's and numpy's global random
+    states and the thread count are as they were afterwards (building the models draws from
+    torch's global generator).
+    """
     out = ensure_writable_dir(out_dir, "out_dir")
     threads = torch.get_num_threads()
+    numpy_state = np.random.get_state()
     torch.set_num_threads(1)
-    try:
-        t0 = time.perf_counter()
-        print("Fashion-MNIST: preferred images of the 10 output units, four variants")
-        summary: Dict[str, Any] = {"fashion": _fashion_part(out, steps, seed, progress)}
-        if imagenet:
-            print("ImageNet (MobileNetV2, pixel variant with Lucent's FFT image):")
-            summary["imagenet"] = _imagenet_part(out, steps, seed, progress)
-        summary["seconds"] = round(time.perf_counter() - t0, 1)
-        summary["versions"] = versions()
-        save_json(out / "summary.json", summary)
-    finally:
-        torch.set_num_threads(threads)
+    with torch.random.fork_rng(devices=[]):
+        try:
+            summary = _run_parts(out, steps, seed, imagenet, progress)
+        finally:
+            torch.set_num_threads(threads)
+            np.random.set_state(numpy_state)
     print(f"Wrote {out / 'fashion' / 'grid.png'} (variants x classes), the single PNGs, .npy arrays and "
           f"settings.json in {out}  [{summary['seconds']} s]")
     print(HOW_TO_ALEXNET)
+    return summary
+
+
+def _run_parts(out: Path, steps: Optional[int], seed: int, imagenet: bool, progress: bool) -> Dict[str, Any]:
+    t0 = time.perf_counter()
+    print("Fashion-MNIST: preferred images of the 10 output units, four variants")
+    summary: Dict[str, Any] = {"fashion": _fashion_part(out, steps, seed, progress)}
+    if imagenet:
+        print("ImageNet (MobileNetV2, pixel variant with Lucent's FFT image):")
+        summary["imagenet"] = _imagenet_part(out, steps, seed, progress)
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary["versions"] = versions()
+    save_json(out / "summary.json", summary)
     return summary
