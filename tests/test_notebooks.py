@@ -99,3 +99,7 @@ def test_notebook_runs(path, kernel_dirs, tmp_path, monkeypatch):
         client.execute()
     except nbclient.exceptions.CellExecutionError as err:
         pytest.fail(f"{path.name}: a cell failed\n{str(err)[-3000:]}", pytrace=False)
+    noise = [out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
+             if out.get("output_type") == "stream" and out.get("name") == "stderr"
+             and any(w in out.get("text", "") for w in ("TqdmWarning", "FutureWarning", "IProgress not found"))]
+    assert not noise, f"{path.name} prints warnings: {noise[0][:500]}"
