@@ -40,16 +40,20 @@ class CommandInterrupted(BaseException):
     results on KeyboardInterrupt, for notebooks) does not catch it; its clean-up still runs."""
 
 
+NOTHING_WRITTEN = "the command stopped and wrote no partial results"
+
+
 @contextlib.contextmanager
-def _stop_on_ctrl_c() -> Iterator[None]:
-    """While inside, one SIGINT raises :class:`CommandInterrupted` (main thread only)."""
+def _stop_on_ctrl_c(outcome: str = NOTHING_WRITTEN) -> Iterator[None]:
+    """While inside, one SIGINT raises :class:`CommandInterrupted` carrying ``outcome``, what the
+    user is told about the files (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(_signum: int, _frame: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
-        raise CommandInterrupted
+        raise CommandInterrupted(outcome)
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -310,7 +314,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
                                       seed=args.seed, channels=shape[0], input_size=shape[-1], masks=masks,
                                       progress=not args.quiet)
                 if result.interrupted:
-                    raise CommandInterrupted
+                    raise CommandInterrupted(NOTHING_WRITTEN)
                 results[variant] = result
             record = save_units(out, results, name, units_out, unit_labels=labels,
                                 extra={"model": args.model, "generator": args.generator if dgn else None,
@@ -402,14 +406,15 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_train_generator(args: argparse.Namespace) -> int:
     from .training.cli import train_generator_command
     _check_common(args)
-    with _stop_on_ctrl_c():
+    with _stop_on_ctrl_c("checkpoints in --checkpoint-dir, if given, are kept (run again to resume); the "
+                         "generator file was not written"):
         return int(train_generator_command(args))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     _check_common(args)
-    with _stop_on_ctrl_c():
+    with _stop_on_ctrl_c("the parts of the demo that finished are kept; the interrupted part wrote nothing"):
         run_demo(out_dir=args.out, steps=args.steps, seed=args.seed, imagenet=not args.no_imagenet,
                  progress=not args.quiet)
     return 0
@@ -532,8 +537,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (LucentDGNError, FileNotFoundError, PermissionError) as err:
         print(f"lucent-dgn: error: {err}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, CommandInterrupted):
-        print("lucent-dgn: interrupted; the command stopped and wrote no partial results", file=sys.stderr)
+    except CommandInterrupted as stop:
+        print(f"lucent-dgn: interrupted; {stop.args[0] if stop.args else NOTHING_WRITTEN}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # before a command installed its handler: nothing was written yet
+        print(f"lucent-dgn: interrupted; {NOTHING_WRITTEN}", file=sys.stderr)
         return 130
 
 

@@ -284,3 +284,29 @@ def test_mobilenet_output_units_are_imagenet_classes():
     from lucent_dgn.models import load_model
     model = load_model("mobilenet_v2")
     assert runs.unit_labels(model, "classifier.1", [11, 980], (3, 224, 224)) == ["goldfinch", "volcano"]
+
+
+def test_a_render_stopped_by_ctrl_c_stops_the_command(model_files, tmp_path, monkeypatch, capsys):
+    """The render loop returns its partial result on KeyboardInterrupt; the command stops there."""
+    real = runs.render_units
+
+    def interrupted(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.interrupted = True
+        return result
+
+    monkeypatch.setattr(runs, "render_units", interrupted)
+    out = tmp_path / "out"
+    assert main(small_args(model_files, out, "--units", "1", "--variant", "gd", "dgn_gd", "--steps", "2")) == 130
+    stdout, stderr = capsys.readouterr()
+    assert stderr.strip().splitlines() == ["lucent-dgn: interrupted; the command stopped and wrote no partial results"]
+    assert "rendering gd" in stdout and "rendering dgn_gd" not in stdout and not out.exists()
+
+
+def test_ctrl_c_while_loading_is_one_line(tmp_path, monkeypatch, capsys):
+    def interrupted(name, weights=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("lucent_dgn.registry.load_model_by_name", interrupted)
+    assert main(["render", "--units", "0", "--out", str(tmp_path / "out"), "--quiet"]) == 130
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

@@ -8,7 +8,8 @@
   whether synthesised images look like a class: 784-256-128-10 MLP.
 
 Both take (N, 1, 28, 28) images with values in [0, 1] (``input_space = UnitSpace(1)``) and
-standardise inside. :func:`fashion_classifier` / :func:`fashion_judge` load the shipped weights
+standardise inside. Both carry their tuned render settings: ``model.render_settings(variant,
+generator)`` gives :func:`fashion_settings` (the demo's and ``lucent-dgn render``'s defaults). :func:`fashion_classifier` / :func:`fashion_judge` load the shipped weights
 from :data:`ASSETS_DIR` (``python -m lucent_dgn.training.make_assets`` re-creates them).
 
 Weight files are ``torch.save``-d dicts ``{"format", "arch", "config", "state_dict", "meta"}``;
