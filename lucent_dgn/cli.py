@@ -259,7 +259,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     units = _units(args.units) if args.units is not None else None
     _check_finite("--unit-weight", args.unit_weight)
     _check_finite("--bounds", args.bounds, 0.0)
-    from .recipes import get_variant
+    from .recipes import get_variant, recipe
     variants = list(dict.fromkeys(args.variant))
     dgn = [v for v in variants if get_variant(v).needs_generator]
     if args.bounds is not None and not dgn:
@@ -289,8 +289,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
                     options.update(_code_bounds(generator, args.bounds))
                 if args.unit_weight is not None:
                     options["weight"] = args.unit_weight
-                options.update(overrides[variant])
-                settings[variant] = with_steps(options, variant, args.steps)
+                options = with_steps(options, variant, args.steps)
+                options.update(overrides[variant])  # --set is the most specific: it wins over --steps
+                settings[variant] = options
             size = next((s.get("image_size") or s.get("input_size") for s in settings.values()
                          if s.get("image_size") or s.get("input_size")), None)
             size_arg = "--set image_size" if size else "the model's input size"
@@ -307,6 +308,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
                     raise ConfigError(describe("--units", f"channels of {name} (0 to {channels - 1})", args.units))
                 masks = unit_mask_batch(model, name, units_out, shape[-1], shape[0])
                 labels = unit_labels(model, name, units_out, shape)
+            for variant in variants:  # every variant's options are checked before the first render
+                recipe(variant, name, masks, generator if variant in dgn else None, batch=len(masks),
+                       **settings[variant])
             results = {}
             for variant in variants:
                 print(f"rendering {variant}: {len(units_out)} units of {name}", flush=True)
