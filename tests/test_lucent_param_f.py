@@ -188,7 +188,8 @@ def test_generator_in_train_mode_runs_with_eval_semantics_and_keeps_its_buffers(
     lambda p: torch.optim.SGD(p, lr=1e4),
     lambda p: torch.optim.Adam(p, lr=5.0),
     lambda p: torch.optim.LBFGS(p, max_iter=4),
-], ids=["sgd", "adam", "lbfgs"])
+    lambda p: torch.optim.Adam(p, lr=5.0, fused=True),  # fused steps do not bump the version counter
+], ids=["sgd", "adam", "lbfgs", "fused-adam"])
 def test_code_bounds_hold_under_any_torch_optimizer(make_optimizer):
     G = _LoudGen()
     param = ld.DGNImage(G, init="normal", seed=0, lower=-0.5, upper=np.linspace(0.1, 1.0, 8))

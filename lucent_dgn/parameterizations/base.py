@@ -102,17 +102,19 @@ class Parameterization(nn.Module):
         model). What ``image_f()`` does on each call:
 
         * **Bounds by projection.** If the parameterization has :meth:`bounds` (DGN code bounds,
-          raw pixel range), the first call after the tensor changed (Lucent calls ``image_f()`` in
-          every closure, after each optimizer step, and before every export) clamps it into the
-          bounds, in place and without gradient; the initial value is clipped on the first call.
-          So every code the generator sees, and the final one, is inside the box, under any torch
-          optimizer Lucent is given. For Adam/SGD this is projected gradient descent (cnnpref's
-          DGN-GD clips likewise; its first step starts from the clipped initial code). For
-          ``torch.optim.LBFGS`` it is a heuristic: the projection is not part of L-BFGS's model of
-          the objective, so its line search and curvature pairs see a moved point; use
-          :func:`lucent_dgn.render` with :class:`~lucent_dgn.LBFGSB` for exact bounded L-BFGS. The
-          same call within one closure (an objective reading ``"input"`` calls ``image_f()`` again)
-          finds the tensor unchanged and leaves it alone, so autograd's saved values stay valid.
+          raw pixel range), every call first checks the tensor against them and, if any value is
+          outside, clamps it into the box in place (without gradient). Lucent calls ``image_f()``
+          at the start of every closure, i.e. after each optimizer step, and before every export,
+          so every code the generator sees, and the final one, is inside the box, whatever torch
+          optimizer Lucent is given (the check reads values, so fused optimizers and ``.data``
+          writers, which do not bump the version counter, are covered too; it costs one host
+          sync per call on a GPU). The initial value is clipped on the first call. For Adam/SGD
+          this is projected gradient descent (cnnpref's DGN-GD clips likewise). For
+          ``torch.optim.LBFGS`` it is a heuristic: the projection is not part of L-BFGS's model
+          of the objective, so its line search and curvature pairs see a moved point; use
+          :func:`lucent_dgn.render` with :class:`~lucent_dgn.LBFGSB` for exact bounded L-BFGS. A
+          second call within one closure (an objective reading ``"input"``) finds the tensor in
+          bounds and writes nothing, so values autograd saved stay valid.
         * **Images clipped to [0, 1], gradient straight through.** The image is clamped to [0, 1]
           (so Lucent's ``(x * 255).astype(uint8)`` export cannot wrap around) by a straight-through
           clip: the forward value is the clamp, the backward pass is the identity. Pixels pushed
@@ -121,26 +123,31 @@ class Parameterization(nn.Module):
           loop never clips: it feeds the model the raw image.
         * **Frozen modules are called statelessly** (:func:`call_stateless`): the generator's
           weights are detached for the call, so no weight gradient is computed, stored (``.grad``
-          stays None) or timed, and modules run in eval mode. Its ``requires_grad`` flags,
-          train/eval flags, buffers and hooks are never changed: ``render_vis`` does not say when it
-          ends, so there is nothing to restore.
+          stays None) or timed, and modules run in eval mode (a module in training mode is
+          switched for the duration of the call only). Its ``requires_grad`` flags, buffers and
+          hooks are never touched and its train/eval flags are as before whenever ``image_f()``
+          returns: ``render_vis`` does not say when it ends, so nothing may wait to be restored.
         """
         def param_f() -> Tuple[List[torch.Tensor], Callable[[], torch.Tensor]]:
             tensors = self.tensors()
-            bounded = self.bounds() is not None
-            seen: List[Optional[int]] = [None]  # the variable's version when it was last projected
+            bounds = self.bounds()
 
             def image_f() -> torch.Tensor:
-                if bounded:
-                    version = self.variable._version
-                    if version != seen[0]:  # stepped since the last call: project (bumps the version)
-                        self.project_()
-                        seen[0] = self.variable._version
+                if bounds is not None:
+                    _project_if_outside(self.variable, *bounds)
                 with self._stateless():
                     rgb = self.to_rgb()
                 return straight_through_clip(rgb, 0.0, 1.0).permute(0, 3, 1, 2)
             return tensors, image_f
         return param_f
+
+
+@torch.no_grad()
+def _project_if_outside(variable: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> None:
+    """Clamp ``variable`` into ``[lower, upper]`` in place, only if some value is outside (so a
+    tensor already in bounds is never written, and autograd's saved copies of it stay valid)."""
+    if bool(((variable < lower) | (variable > upper)).any()):
+        variable.clamp_(lower, upper)
 
 
 def straight_through_clip(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
