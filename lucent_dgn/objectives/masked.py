@@ -94,8 +94,9 @@ class _MaskedUnits:
                 f"item, {(full_batch,) + feature} (batch size {full_batch})")
         spec = getattr(self.mask, "mask_spec", None)
         got = f"shape {tuple(self.mask.shape)}" + (f" from {spec}" if spec is not None else "")
-        hint = reason if reason is not None else _size_hint(tuple(self.mask.shape), feature)
-        return MaskError(describe("mask", rule, got, hint, raw=True))
+        if reason is None:  # a spec'd mask that resolved but does not fit differs in its batch axis
+            reason = "" if spec is not None else _size_hint(tuple(self.mask.shape), feature)
+        return MaskError(describe("mask", rule, got, reason, raw=True))
 
     def _resolve(self, act_shape: Tuple[int, ...], full_batch: int) -> torch.Tensor:
         """The mask for this feature shape: a builder's mask made for another height/width is
