@@ -10,7 +10,7 @@ objective actually sees when the input size, and with it the map's height and wi
 """
 from __future__ import annotations
 
-from ._access import read_activation
+from ._access import item_objective, read_activation, report_activation
 from .masked import masked_units
 from .masks import (MaskSpec, as_bool_mask, channel_mask, every_nth_channel, region_mask, resolve_mask, unit_mask,
                     unit_masks)
@@ -30,4 +30,6 @@ __all__ = [
     "total_variation",
     "tv_map",
     "read_activation",
+    "item_objective",
+    "report_activation",
 ]
