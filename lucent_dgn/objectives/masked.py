@@ -26,7 +26,6 @@ from .masks import MaskSpec, as_bool_mask
 __all__ = ["masked_units", "REDUCTIONS"]
 
 REDUCTIONS = ("sum", "mean")
-_CACHED_SHAPES = 8  # plans kept per objective: Lucent's random scale gives a few map sizes in turn
 
 
 class _Plan(NamedTuple):
@@ -145,8 +144,7 @@ class _MaskedUnits:
     def prepared(self, act: torch.Tensor, full_batch: int) -> _Plan:
         key = (tuple(act.shape), full_batch, act.device, act.dtype)
         if key not in self._cache:
-            if len(self._cache) >= _CACHED_SHAPES:
-                self._cache.clear()
+            self._cache.clear()
             self._cache[key] = self._prepare(act, full_batch)
         return self._cache[key]
 
