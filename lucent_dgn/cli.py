@@ -154,7 +154,7 @@ def _cmd_layers(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(argv: Sequence[str]) -> int:
-    from .generators.caffemodel import convert_caffemodel_cli
+    from .convert import convert_caffemodel_cli
     return int(convert_caffemodel_cli(list(argv)))
 
 

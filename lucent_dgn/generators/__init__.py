@@ -1,7 +1,7 @@
-"""DeePSiM generator networks (fc6, fc7, fc8, pool5) built from spec tables, and weight loading.
+"""Generator networks: DeePSiM (fc6, fc7, fc8, pool5) built from spec tables, and the small generator.
 
-The Caffe reader (:mod:`lucent_dgn.generators.caffemodel`) is imported only when a
-``.caffemodel`` file is loaded.
+:mod:`lucent_dgn.generators.caffemodel` (with :mod:`~lucent_dgn.generators._protobuf`) reads and
+writes Caffe ``.caffemodel`` files; it imports no architecture.
 """
 from __future__ import annotations
 
