@@ -16,7 +16,7 @@ import torch
 
 from ._io import save_torch
 from .errors import ConfigError, CorruptWeightsError, WeightsNotFoundError, describe
-from .generators.caffemodel import CaffeLayout, caffemodel_to_state_dict, read_caffemodel
+from .caffemodel import CaffeLayout, caffemodel_to_state_dict, read_caffemodel
 from .generators.deepsim import CAFFE_LAYOUTS as DEEPSIM_LAYOUTS
 from .models.alexnet import CAFFE_LAYOUT as ALEXNET_LAYOUT
 from .models.vgg import CAFFE_LAYOUT as VGG19_LAYOUT

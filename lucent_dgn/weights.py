@@ -28,7 +28,7 @@ from ._io import PathLike, atomic_path
 from ._weights_registry import REGISTRY, WeightsEntry, get_weights_entry, register_weights
 from .errors import (ChecksumError, ConfigError, CorruptWeightsError, WeightsError,
                      WeightsNotFoundError, describe)
-from .generators.caffemodel import caffemodel_to_state_dict
+from .caffemodel import caffemodel_to_state_dict
 
 __all__ = [
     "WeightsEntry", "REGISTRY", "register_weights", "get_weights_entry", "default_cache_dir", "resolve_weights",

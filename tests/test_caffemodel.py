@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 from lucent_dgn.errors import ConfigError, CorruptWeightsError, WeightsNotFoundError
-from lucent_dgn.generators import _protobuf as pb
+from lucent_dgn import _protobuf as pb
 from lucent_dgn._io import save_torch
 from lucent_dgn.convert import convert_caffemodel_cli
-from lucent_dgn.generators.caffemodel import (CaffeLayer, CaffeModel, caffemodel_to_state_dict, read_caffemodel,
+from lucent_dgn.caffemodel import (CaffeLayer, CaffeModel, caffemodel_to_state_dict, read_caffemodel,
                                               write_caffemodel)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

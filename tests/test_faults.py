@@ -28,7 +28,7 @@ import lucent_dgn as ld
 from lucent_dgn import _io
 from lucent_dgn import weights as W
 from lucent_dgn.errors import NonFiniteLossError, WeightsError
-from lucent_dgn.generators.caffemodel import CaffeLayer, write_caffemodel
+from lucent_dgn.caffemodel import CaffeLayer, write_caffemodel
 from lucent_dgn.parameterizations import DGNImage
 from lucent_dgn.render.gd import MomentumGD
 from lucent_dgn.runs import save_units

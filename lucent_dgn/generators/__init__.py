@@ -1,7 +1,6 @@
-"""Generator networks: DeePSiM (fc6, fc7, fc8, pool5) built from spec tables, and the small generator.
-
-:mod:`lucent_dgn.generators.caffemodel` (with :mod:`~lucent_dgn.generators._protobuf`) reads and
-writes Caffe ``.caffemodel`` files; it imports no architecture.
+"""Generator networks: DeePSiM (fc6, fc7, fc8, pool5) built from spec tables, weight loading, and
+the small generator of the shipped Fashion-MNIST models. Caffe files are read by
+:mod:`lucent_dgn.caffemodel`.
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from torch import nn
 from ..errors import ConfigError, CorruptWeightsError, ShapeError, describe
 from ..spaces import CaffeSpace
 from ..weights import WeightsEntry, load_into, load_weights_file, register_weights, resolve_weights
-from .caffemodel import CaffeLayout
+from ..caffemodel import CaffeLayout
 from .specs import DEEPSIM_SPECS, GeneratorSpec, LayerSpec, deepsim_spec
 
 __all__ = [

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import CorruptWeightsError, describe
-from ..generators.caffemodel import CaffeLayout
+from ..caffemodel import CaffeLayout
 from ..spaces import CaffeSpace
 from ..weights import WeightsEntry, load_into, load_weights_file, register_weights, resolve_weights
 

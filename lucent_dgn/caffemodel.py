@@ -1,7 +1,7 @@
 """Read and write Caffe ``.caffemodel`` files without Caffe, and convert them to PyTorch.
 
 A ``.caffemodel`` is a binary protocol buffer of Caffe's ``NetParameter``; the wire format and the
-``caffe.proto`` field numbers are in :mod:`lucent_dgn.generators._protobuf`. Both the current
+``caffe.proto`` field numbers are in :mod:`lucent_dgn._protobuf`. Both the current
 ``layer`` format and the legacy V1/V0 ``layers`` format are read; blobs keep their Caffe shapes.
 
 This module knows no architecture. An architecture describes its Caffe names with a
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._io import PathLike, atomic_write_bytes
-from ..errors import ConfigError, CorruptWeightsError, WeightsNotFoundError, describe
+from ._io import PathLike, atomic_write_bytes
+from .errors import ConfigError, CorruptWeightsError, WeightsNotFoundError, describe
 from . import _protobuf as pb
 
 __all__ = ["CaffeLayer", "CaffeModel", "CaffeLayout", "read_caffemodel", "write_caffemodel",
