@@ -32,11 +32,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .cnnpref._compat import RETURNS, cnnpref_render, input_size
-from .cnnpref.presets import EXAMPLE_SETTINGS, VARIANTS, Recipe, dgn_gd_recipe, dgn_lbfgs_recipe, gd_recipe, lbfgs_recipe
+from .cnnpref.presets import EXAMPLE_SETTINGS, VARIANTS
 from .cnnpref.receptive_field import receptive_field_mask
 from .errors import ConfigError, LucentDGNError, describe
 from .layers import layer_shape
 from .objectives.masks import every_nth_channel, unit_mask
+from .recipes import get_variant, recipe, recipe_options
 from .render.result import RenderResult
 from .runs import _stack, render_units, save_units
 
@@ -85,27 +86,15 @@ def _dgn_bounds(generator: nn.Module, bounds_file: Optional[str]) -> Dict[str, A
     return {"lower": lower, "upper": upper}
 
 
-def _unit_recipe(variant: str, layer: str, mask: Any, generator: Optional[nn.Module], size: int, seed: int,
-                 options: Dict[str, Any]) -> Recipe:
-    """One unit's recipe: the variant's preset with ``options`` (its ``weight`` included)."""
-    options = dict(options)
-    weight = options.pop("weight", 1.0)
-    if variant == "gd":
-        return gd_recipe(layer, mask, weight, image_size=size, seed=seed, **options)
-    if variant == "lbfgs":
-        return lbfgs_recipe(layer, mask, weight, image_size=size, seed=seed, **options)
-    build = dgn_gd_recipe if variant == "dgn_gd" else dgn_lbfgs_recipe
-    return build(generator, layer, mask, weight, input_size=size, seed=seed, **options)
-
-
 def _render_faithful(model: nn.Module, layer: str, shape: Sequence[int], units: List[int], variant: str,
-                     generator: Optional[nn.Module], settings: Dict[str, Any], size: int, seed: int,
+                     generator: Optional[nn.Module], settings: Dict[str, Any], seed: int,
                      progress: bool) -> FaithfulResult:
+    """Each unit on its own, as cnnpref's scripts call its functions (the image size is the model's)."""
     options = dict(settings, **FAITHFUL_OPTIONS[variant])
     parts, images = [], []
     for i, unit in enumerate(tqdm(units, desc=variant, disable=not progress, leave=False)):
-        recipe = _unit_recipe(variant, layer, unit_mask(shape, unit), generator, size, seed + i, options)
-        image, result = cnnpref_render(recipe, model, seed=seed + i, returns=RETURNS[variant])
+        pieces = recipe(variant, layer, unit_mask(shape, unit), generator, **options, seed=seed + i).build(model)
+        image, result = cnnpref_render(pieces, model, seed=seed + i, returns=RETURNS[variant])
         images.append(image)
         parts.append(result)
     stacked = vars(_stack(parts))
@@ -150,18 +139,19 @@ def run_examples(model: nn.Module, layer: str, kind: str, out_dir: Any, generato
     units = list(units) if units is not None else every_nth_channel(shape)
     results: Dict[str, RenderResult] = {}
     for variant in variants:
-        if variant.startswith("dgn") and generator is None:
+        needs_generator = get_variant(variant).needs_generator
+        if needs_generator and generator is None:
             continue
         settings = dict(EXAMPLE_SETTINGS[(variant, kind)])
-        if variant.startswith("dgn"):
+        if needs_generator:
             settings.update(_dgn_bounds(generator, bounds_file))
         if steps is not None:
-            settings["maxiter" if "lbfgs" in variant else "iter_n"] = int(steps)
+            settings["maxiter" if "maxiter" in recipe_options(variant) else "iter_n"] = int(steps)
+        gen = generator if needs_generator else None
         if mode == "faithful":
-            results[variant] = _render_faithful(model, layer, shape, units, variant, generator, settings, size,
-                                                seed, progress)
+            results[variant] = _render_faithful(model, layer, shape, units, variant, gen, settings, seed, progress)
         else:
-            results[variant] = render_units(model, layer, units, variant, generator=generator, settings=settings,
+            results[variant] = render_units(model, layer, units, variant, generator=gen, settings=settings,
                                             input_size=size, channels=channels, seed=seed, progress=progress)
     rf = None
     if len(shape) == 3:

@@ -16,8 +16,8 @@ from ..render.callbacks import Snapshot
 from ..render.result import RenderResult, StepInfo
 from ..viz import save_png, save_snapshots
 
-__all__ = ["input_size", "as_generator", "RETURNS", "cnnpref_render", "Display", "snapshot_callbacks",
-           "save_run_snapshots", "as_numpy"]
+__all__ = ["input_size", "net_space", "as_generator", "RETURNS", "cnnpref_render", "Display",
+           "snapshot_callbacks", "save_run_snapshots", "as_numpy"]
 
 
 def input_size(net: nn.Module, image_size: Optional[int] = None, initial_image: Any = None) -> int:
@@ -47,6 +47,12 @@ def input_size(net: nn.Module, image_size: Optional[int] = None, initial_image: 
         f"{type(net).__name__} declares no input size, and cnnpref takes it from the network's data blob. "
         "Pass image_size=... (227 for BVLC AlexNet, 224 for VGG19), set net.input_size, or (pixel variants) "
         "pass an initial image."))
+
+
+def net_space(net: nn.Module) -> ImageSpace:
+    """The net's input space: ``net.input_space`` when declared, else Caffe net space (as cnnpref)."""
+    space = getattr(net, "input_space", None)
+    return space if isinstance(space, ImageSpace) else CaffeSpace()
 
 
 class _DeclaredGenerator(nn.Module):
@@ -112,12 +118,14 @@ class _PreviousCode:
         self.current = info.param.variable.detach().clone()
 
 
-def cnnpref_render(recipe: Any, net: nn.Module, *, seed: Optional[int], returns: str = "final",
+def cnnpref_render(pieces: Any, net: nn.Module, *, seed: Optional[int], returns: str = "final",
                    callbacks: Sequence[Any] = ()) -> Tuple[np.ndarray, RenderResult]:
-    """Render a one-image recipe and return ``(image, result)`` with cnnpref's return convention.
+    """Render built pieces of one image as cnnpref does and return ``(image, result)``.
+
+    The net's input space is :func:`net_space` (Caffe net space unless the net declares one).
 
     Args:
-        recipe: a :class:`~lucent_dgn.cnnpref.presets.Recipe` of batch 1.
+        pieces: :class:`~lucent_dgn.recipes.Pieces` of batch 1 (``recipe(...).build(net)``).
         net: the classifier.
         seed: the render's seed.
         returns: ``"final"``, ``"clipped"`` or ``"pre_update"`` (see :data:`RETURNS`).
@@ -130,15 +138,15 @@ def cnnpref_render(recipe: Any, net: nn.Module, *, seed: Optional[int], returns:
     if returns not in ("final", "clipped", "pre_update"):
         raise ConfigError(describe("returns", "'final', 'clipped' or 'pre_update'", returns))
     callbacks = list(callbacks)
-    tracker = _PreviousCode(recipe.param.variable) if returns == "pre_update" else None
+    tracker = _PreviousCode(pieces.param.variable) if returns == "pre_update" else None
     if tracker is not None:
         callbacks.append(tracker)
-    result = recipe.render(net, seed=seed, progress=False, callbacks=callbacks)
+    result = pieces.render(net, seed=seed, progress=False, callbacks=callbacks, input_space=net_space(net))
     if returns == "clipped":
         return np.clip(np.float64(result.images_255[0]), 0.0, 255.0), result
     if tracker is None:
         return np.float32(result.images_255[0]), result
-    param = recipe.param
+    param = pieces.param
     with torch.no_grad():
         param.variable.copy_(tracker.previous)
         image = param.to_rgb(param())[0].cpu().numpy() * 255.0

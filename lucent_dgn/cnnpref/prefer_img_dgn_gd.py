@@ -19,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 from torch import nn
 
-from .presets import dgn_gd_recipe
+from ..recipes import recipe as make_recipe
 from ._compat import as_generator, as_numpy, cnnpref_render, input_size, save_run_snapshots, snapshot_callbacks
 
 __all__ = ["generate_image"]
@@ -36,13 +36,13 @@ def generate_image(net_gen: nn.Module, net: nn.Module, layer: Any, feature_mask:
     """Preferred image through a generator by momentum GD. Returns RGB (H, W, 3) float32, 0-255, unclipped."""
     size = input_size(net, image_size)
     generator = as_generator(net_gen, initial_gen_feat)
-    recipe = dgn_gd_recipe(generator, layer, as_numpy(feature_mask), as_numpy(feature_weight), input_size=size,
-                           init="cnnpref" if initial_gen_feat is None else as_numpy(initial_gen_feat),
-                           lower=feat_lower_bound, upper=feat_upper_bound, seed=seed, iter_n=iter_n,
-                           lr=(lr_start, lr_end), momentum=(momentum_start, momentum_end),
-                           decay=(decay_start, decay_end))
+    pieces = make_recipe("dgn_gd", layer, as_numpy(feature_mask), generator, weight=as_numpy(feature_weight),
+                         input_size=size, init="cnnpref" if initial_gen_feat is None else as_numpy(initial_gen_feat),
+                         lower=feat_lower_bound, upper=feat_upper_bound, seed=seed, iter_n=iter_n,
+                         lr=(lr_start, lr_end), momentum=(momentum_start, momentum_end),
+                         decay=(decay_start, decay_end)).build(net)
     callbacks = snapshot_callbacks(save_intermediate, save_intermediate_every, disp_every)
-    image, result = cnnpref_render(recipe, net, seed=seed, returns="pre_update" if return_pre_update_image else "final",
+    image, result = cnnpref_render(pieces, net, seed=seed, returns="pre_update" if return_pre_update_image else "final",
                                    callbacks=callbacks)
     save_run_snapshots(save_intermediate, save_intermediate_path, "prefer_img_dgn_gd", result.snapshots)
     return image

@@ -14,7 +14,7 @@ import numpy as np
 from torch import nn
 
 from ..errors import BoundsError, describe
-from .presets import dgn_lbfgs_recipe
+from ..recipes import recipe as make_recipe
 from ._compat import as_generator, as_numpy, cnnpref_render, input_size, save_run_snapshots, snapshot_callbacks
 
 __all__ = ["generate_image"]
@@ -41,10 +41,10 @@ def generate_image(net_gen: nn.Module, net: nn.Module, layer: Any, feature_mask:
     size = input_size(net, image_size)
     lower, upper = _split_bounds(gen_feat_bounds)
     generator = as_generator(net_gen, initial_gen_feat)
-    recipe = dgn_lbfgs_recipe(generator, layer, as_numpy(feature_mask), as_numpy(feature_weight), input_size=size,
-                              init="cnnpref" if initial_gen_feat is None else as_numpy(initial_gen_feat),
-                              lower=lower, upper=upper, seed=seed, maxiter=maxiter, solver=solver)
+    pieces = make_recipe("dgn_lbfgs", layer, as_numpy(feature_mask), generator, weight=as_numpy(feature_weight),
+                         input_size=size, init="cnnpref" if initial_gen_feat is None else as_numpy(initial_gen_feat),
+                         lower=lower, upper=upper, seed=seed, maxiter=maxiter, solver=solver).build(net)
     callbacks = snapshot_callbacks(save_intermediate, save_intermediate_every, 1 if disp else 0)
-    image, result = cnnpref_render(recipe, net, seed=seed, callbacks=callbacks)
+    image, result = cnnpref_render(pieces, net, seed=seed, callbacks=callbacks)
     save_run_snapshots(save_intermediate, save_intermediate_path, "prefer_img_dgn_lbfgs", result.snapshots)
     return image
