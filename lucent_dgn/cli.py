@@ -135,7 +135,7 @@ def _cmd_examples(args: argparse.Namespace) -> int:
     units = _units(args.units) if args.units else None
     record = run_examples(model, layer, args.kind, out, generator=generator, units=units, bounds_file=args.bounds_file,
                           steps=args.steps, seed=args.seed, progress=not args.quiet, mode=args.mode)
-    print(f"wrote cnnpref's {args.kind}-layer examples to {out} ({record['mode']} mode: {record['mode_description']})")
+    print(f"wrote cnnpref's {args.kind}-layer examples to {out} in {record['mode']} mode ({record['mode_description']})")
     return 0
 
 

@@ -45,11 +45,10 @@ __all__ = ["MODES", "FAITHFUL_OPTIONS", "FaithfulResult", "run_examples"]
 
 #: What each mode does, as written to ``settings.json`` and printed by ``lucent-dgn examples``.
 MODES: Dict[str, str] = {
-    "faithful": ("cnnpref's conventions: one render per unit (seed + i), SciPy's L-BFGS-B, cnnpref's "
+    "faithful": ("as cnnpref's scripts: one render per unit (seed + i), SciPy's L-BFGS-B, cnnpref's "
                  "jitter/momentum buffer (Q3), DGN-GD's image from before the last update (Q8), pixel "
                  "L-BFGS-B images clipped to [0, 255]"),
-    "fast": ("batched renders, torch L-BFGS-B, the aligned momentum buffer (Q3 corrected), the final "
-             "images"),
+    "fast": "batched renders, torch L-BFGS-B, the aligned momentum buffer (Q3 corrected), the final images",
 }
 
 #: Options the faithful mode adds to cnnpref's example settings, per variant.

@@ -146,5 +146,5 @@ def test_cli_says_which_mode_ran(tmp_path, capsys, monkeypatch):
         code = main(["examples", "higher", "--generator", "", "--units", "0", "--steps", "2", "--out", str(out),
                      "--quiet"] + argv)
         assert code == 0, capsys.readouterr().err
-        assert f"({mode} mode: " in capsys.readouterr().out
+        assert f" in {mode} mode (" in capsys.readouterr().out
         assert json.loads(Path(out / "settings.json").read_text())["mode"] == mode
