@@ -96,7 +96,7 @@ def _render_faithful(model: nn.Module, layer: str, shape: Sequence[int], units: 
         image, result = cnnpref_render(pieces, model, seed=seed + i, returns=RETURNS[variant])
         images.append(image)
         parts.append(result)
-    stacked = vars(_stack(parts))
+    stacked = dict(vars(_stack(parts)))
     returned = np.stack(images)
     stacked["images"] = (returned / 255.0).astype(np.float32)
     stacked["settings"] = dict(stacked["settings"], seeds=[seed + i for i in range(len(units))],

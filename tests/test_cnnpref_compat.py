@@ -174,3 +174,23 @@ def test_a_declared_output_space_is_used():
     rgb = dgn_gd_generate(RGBGenerator(), TinyCaffeNet(), "fc8", MASK, **kwargs)
     np.testing.assert_array_equal(rgb, declared)
     assert 0.0 <= rgb.min() and rgb.max() <= 255.0  # a sigmoid image, not read as BGR minus the mean
+
+
+def test_pre_update_image_is_the_image_of_the_code_before_the_last_update():
+    """cnnpref's DGN-GD return value (Q8): deprocess(crop(G(z_{N-1}))), not G(z_N)."""
+    import lucent_dgn as ld
+    from lucent_dgn.spaces import CaffeSpace, img_deprocess
+    net, gen = TinyCaffeNet(), TinyGenerator()
+    stale = dgn_gd_generate(gen, net, "fc8", MASK, initial_gen_feat=Z0, feat_upper_bound=5.0, iter_n=3,
+                            disp_every=0, seed=0, return_pre_update_image=True)
+    codes = []
+    ld.recipe("dgn_gd", "fc8", MASK, gen, init=Z0, upper=5.0, iter_n=3, seed=0).render(
+        net, seed=0, progress=False, input_space=CaffeSpace(),
+        callbacks=[lambda info: codes.append(info.param.variable.detach().clone())])
+    with torch.no_grad():
+        crop = gen(codes[-2])[0, :, 4:36, 4:36].numpy()  # 40 -> 32 px, offset (40 - 32) // 2
+    np.testing.assert_allclose(stale, img_deprocess(crop), rtol=0, atol=1e-3)
+    final = dgn_gd_generate(gen, net, "fc8", MASK, initial_gen_feat=Z0, feat_upper_bound=5.0, iter_n=3,
+                            disp_every=0, seed=0)
+    with torch.no_grad():
+        np.testing.assert_allclose(final, img_deprocess(gen(codes[-1])[0, :, 4:36, 4:36].numpy()), rtol=0, atol=1e-3)

@@ -97,6 +97,7 @@ def as_generator(net_gen: nn.Module, initial_gen_feat: Any = None) -> nn.Module:
 
 
 def as_numpy(x: Any) -> np.ndarray:
+    """``x`` as a numpy array (a tensor is detached and moved to the CPU)."""
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
@@ -170,6 +171,7 @@ class Display:
 
 
 def snapshot_callbacks(save_intermediate: bool, every: int, disp_every: int) -> List[Any]:
+    """cnnpref's display (every ``disp_every`` steps, 0 = off) and, when saving, a snapshot every ``every`` steps."""
     callbacks: List[Any] = [Display(disp_every)] if disp_every else []
     if save_intermediate:
         callbacks.append(Snapshot(every))
