@@ -129,6 +129,11 @@ def save_units_into(tmp_path: Path) -> None:
     save_units(a_file(tmp_path) / "sub", {"gd": result}, "conv1", [0])
 
 
+def inference_pixel() -> PixelImage:
+    with torch.inference_mode():
+        return PixelImage(32, seed=0)
+
+
 def per_item_mask_with_empty_item() -> torch.Tensor:
     masks = unit_masks(CONV1, [0, 1])
     masks[1] = False
@@ -241,6 +246,22 @@ TABLE = [
      r"`reduction` must be one of 'sum', 'mean'; got 'max'"),
     ("generator-without-code-shape", lambda p: DGNImage(nn.Linear(4, 4)), ConfigError,
      r"`generator` must be a generator module with a `code_shape` attribute; got 'Linear'"),
+    # ----------------------------------------------------------- extreme values, grad contexts
+    ("seed-beyond-64-bits", lambda p: run(TinyCaffeNet(), conv1(), seed=2**70), ConfigError,
+     r"`seed` must be None or an integer in \[0, 2\*\*64 - 1\]; got 1180591620717411303424"),
+    ("seed-negative-pixel", lambda p: PixelImage(32, seed=-3), ConfigError, r"`seed` must be None or an integer"),
+    ("code-bound-nan-scalar", lambda p: DGNImage(TinyGenerator(), upper=float("nan")), BoundsError,
+     r"`upper` must be numbers \(use inf for no bound\); got 'NaN'"),
+    ("code-bound-not-a-number", lambda p: DGNImage(TinyGenerator(), lower="zero"), BoundsError,
+     r"`bounds file` must be an existing text file; got 'zero'"),
+    ("param-made-in-inference-mode", lambda p: run(TinyCaffeNet(), conv1(), inference_pixel()), ConfigError,
+     r"`param` must be built outside torch\.inference_mode\(\); got inference tensors"),
+    ("recipe-unknown-option", lambda p: ld.recipe("dgn_gd", "conv1", unit_mask(CONV1, 0), TinyGenerator(),
+                                                  maxiter=3), ConfigError,
+     r"`maxiter` must be an option of variant 'dgn_gd'; got 'maxiter'\. Did you mean 'iter_n'\?"),
+    ("preset-render-option-unknown", lambda p: prefer_img_gd(TinyCaffeNet(), "conv1", unit_mask(CONV1, 0),
+                                                             steps=3), ConfigError,
+     r"`steps` must be an option of variant 'gd'"),
     # ------------------------------------------------------------------------ weight files
     ("caffemodel-truncated", truncated_caffemodel, CorruptWeightsError,
      r"`.*cut\.caffemodel` must be a binary Caffe \.caffemodel \(NetParameter\); got malformed data at byte \d+"),

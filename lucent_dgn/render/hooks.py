@@ -86,6 +86,7 @@ class ActivationAccessor:
         self.item_terms: List[str] = []
         self._names = names if names is not None else {}  # layer reference -> module, shared by one render
         self._term_stack: List[str] = []
+        self._term_counts: Dict[str, int] = {}
         if self.capture is not None:
             self._by_module = self.capture.by_module
         else:  # a plain mapping {layer reference: activation}
@@ -129,7 +130,8 @@ class ActivationAccessor:
     @contextlib.contextmanager
     def term(self, name: str) -> Iterator[str]:
         """Scope of one per-item term; yields its key (``name``, then ``name#2``, ...)."""
-        key = name if name not in self.item_terms else f"{name}#{sum(k.split('#')[0] == name for k in self.item_terms) + 1}"
+        count = self._term_counts[name] = self._term_counts.get(name, 0) + 1
+        key = name if count == 1 else f"{name}#{count}"
         self.item_terms.append(key)
         self._term_stack.append(key)
         try:
