@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ._io import ensure_writable_dir, save_json, save_npy
+from .cnnpref._compat import input_size as model_input_size
 from .recipes import get_variant, recipe
 from .layers import layer_shape
 from .objectives.masks import unit_masks
@@ -59,7 +60,8 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
         generator: required by the variants that optimise a generator code.
         settings: options of the variant's recipe (e.g. ``EXAMPLE_SETTINGS[...]``;
             :func:`lucent_dgn.recipe_options`), ``weight`` included (default 1.0).
-        input_size: the model's input size S; default ``model.input_size``, else 227.
+        input_size: the model's input size S; default ``model.input_size`` (a ConfigError when the
+            model declares none).
         channels: input channels of the model (3 RGB, 1 grey); default 3.
         seed: seed of the render unless ``settings`` has one; default 0.
         batch: render all units in one batch (True) or one by one (False); the result is stacked.
@@ -74,7 +76,7 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
     spec = get_variant(variant)
     options = dict(settings or {})
     options.setdefault("seed", seed)
-    size = int(input_size or getattr(model, "input_size", 227))
+    size = model_input_size(model, input_size)
     masks = unit_mask_batch(model, layer, units, size, channels)
     gen = generator if spec.needs_generator else None
     if batch:

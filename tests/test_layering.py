@@ -21,9 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lucent_dgn"
 
 #: Known cycles through function-level imports, each to be removed on its own: the training
-#: command reuses the top-level command's model loader; the preset registry imports cnnpref's
-#: presets (which register themselves in it) on first use.
-KNOWN_CYCLES = [{"lucent_dgn.cli", "lucent_dgn.training.cli"}, {"lucent_dgn.recipes", "lucent_dgn.cnnpref.presets"}]
+#: command reuses the top-level command's model loader.
+KNOWN_CYCLES = [{"lucent_dgn.cli", "lucent_dgn.training.cli"}]
 
 
 def _modules() -> Dict[str, Path]:
