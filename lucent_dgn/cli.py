@@ -370,13 +370,15 @@ def _cmd_examples(args: argparse.Namespace) -> int:
             name, feature_shape = _probe_layer(model, layer, _input_shape(model), "the model's input size")
             if units is not None and max(units) >= feature_shape[0]:
                 raise ConfigError(describe("--units", f"channels of {name} (0 to {feature_shape[0] - 1})", args.units))
-            run_examples(model, name, args.kind, out, generator=generator, units=units, bounds_file=args.bounds_file,
-                         steps=args.steps, seed=args.seed, progress=not args.quiet)
+            record = run_examples(model, name, args.kind, out, generator=generator, units=units,
+                                  bounds_file=args.bounds_file, steps=args.steps, seed=args.seed,
+                                  progress=not args.quiet, mode=args.mode)
     except BaseException:
         if created:
             _remove_if_empty(out)
         raise
-    print(f"wrote cnnpref's {args.kind}-layer examples ({name}) to {out}")
+    print(f"wrote cnnpref's {args.kind}-layer examples ({name}) to {out} in {record['mode']} mode "
+          f"({record['mode_description']})")
     return 0
 
 
@@ -403,7 +405,7 @@ def _cmd_layers(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------- others
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .generators.caffemodel import convert_command
+    from .convert import convert_command
     return int(convert_command(args))
 
 
@@ -490,6 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
                         ", or none to skip them (default: fashion)")
     e.add_argument("--generator-weights", default=None, help="weights file of the generator")
     e.add_argument("--bounds-file", default=None, help="act_range file of upper code bounds (cnnpref's 3x/fc6.txt)")
+    e.add_argument("--mode", choices=("faithful", "fast"), default="faithful",
+                   help="faithful (default): reproduce cnnpref's scripts (one render per unit, SciPy's L-BFGS-B, "
+                        "cnnpref's jitter/momentum rule and return values); fast: batched, torch L-BFGS-B, "
+                        "corrected rules")
     e.add_argument("--out", required=True, help="output directory")
     _add_run_options(e, device=False)
     e.set_defaults(func=_cmd_examples)
@@ -503,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("convert-caffemodel", help="convert a .caffemodel to a PyTorch state dict",
                        description="Convert a Caffe .caffemodel to a PyTorch state dict.")
-    from .generators.caffemodel import add_convert_arguments
+    from .convert import add_convert_arguments
     add_convert_arguments(c)
     c.set_defaults(func=_cmd_convert)
 

@@ -1,4 +1,4 @@
-"""Classifier networks: BVLC AlexNet as in Caffe, the shipped Fashion-MNIST networks, and
+"""Classifier networks: BVLC AlexNet and VGG19 as in Caffe, the shipped Fashion-MNIST networks, and
 torchvision models by name.
 
 The torchvision part (:mod:`lucent_dgn.models.zoo`: ``available_models``, ``load_model``,
@@ -12,6 +12,7 @@ from typing import Any, List
 
 from .alexnet import ALEXNET_BDPY_KEYS, ALEXNET_CAFFE_MAPPING, BVLCAlexNet, bvlc_alexnet, load_alexnet_weights
 from .fashion import FashionCNN, FashionMLP, fashion_classifier, fashion_judge, fashion_settings
+from .vgg import VGG19_CAFFE_MAPPING, VGG19_TORCHVISION_ALIASES, CaffeVGG19, caffe_vgg19, load_vgg19_weights
 
 __all__ = [
     "FashionCNN",
@@ -24,6 +25,11 @@ __all__ = [
     "BVLCAlexNet",
     "bvlc_alexnet",
     "load_alexnet_weights",
+    "CaffeVGG19",
+    "caffe_vgg19",
+    "load_vgg19_weights",
+    "VGG19_CAFFE_MAPPING",
+    "VGG19_TORCHVISION_ALIASES",
     "available_models",
     "load_model",
     "torchvision_weights_entry",

@@ -9,26 +9,24 @@
 
 Both take (N, 1, 28, 28) images with values in [0, 1] (``input_space = UnitSpace(1)``) and
 standardise inside. Both carry their tuned render settings: ``model.render_settings(variant,
-generator)`` gives :func:`fashion_settings` (the demo's and ``lucent-dgn render``'s defaults). :func:`fashion_classifier` / :func:`fashion_judge` load the shipped weights
-from :data:`ASSETS_DIR` (``python -m lucent_dgn.training.make_assets`` re-creates them).
-
-Weight files are ``torch.save``-d dicts ``{"format", "arch", "config", "state_dict", "meta"}``;
-floating tensors may be stored as float16 and are loaded as float32.
+generator)`` gives :func:`fashion_settings` (the demo's and ``lucent-dgn render``'s defaults).
+:func:`fashion_classifier` / :func:`fashion_judge` load the shipped weights from
+:data:`ASSETS_DIR` (``python -m lucent_dgn.training.make_assets`` re-creates them). The file
+format (:func:`save_asset`, :func:`load_asset`) is that of :mod:`lucent_dgn._asset_io`, re-exported
+here.
 """
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 from torch import nn
 
+from .._asset_io import ASSETS_DIR, load_asset, register_asset_arch, save_asset
 from ..datasets import FASHION_MNIST_CLASSES
-from .._io import atomic_write_bytes
-from ..errors import ConfigError, CorruptWeightsError, ShapeError, WeightsNotFoundError, describe
+from ..errors import ConfigError, CorruptWeightsError, ShapeError, describe
 from ..spaces import UnitSpace
-from ..weights import read_torch_file
 
 __all__ = [
     "ASSETS_DIR",
@@ -39,16 +37,12 @@ __all__ = [
     "fashion_classifier",
     "fashion_judge",
     "fashion_settings",
-    "atomic_save",
     "save_asset",
     "load_asset",
 ]
 
-#: Folder of the shipped weight files.
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 #: Pixel mean and standard deviation of the Fashion-MNIST training images on the 0-1 scale.
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
-ASSET_FORMAT = "lucent_dgn.asset/1"
 
 
 def _class_names(num_classes: int) -> tuple:
@@ -66,6 +60,7 @@ class _Standardise(nn.Module):
         return (x - self.mean) / self.std
 
 
+@register_asset_arch
 class FashionCNN(nn.Module):
     """conv3x3(width)-ReLU-pool-conv3x3(2·width)-ReLU-pool-fc(hidden)-ReLU-dropout-fc(10).
 
@@ -107,6 +102,7 @@ class FashionCNN(nn.Module):
         return self.fc2(self.dropout(x))
 
 
+@register_asset_arch
 class FashionMLP(nn.Module):
     """Multi-layer perceptron 784-hidden1-hidden2-10 (the independent judge).
 
@@ -135,126 +131,6 @@ class FashionMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dropout(self.relu1(self.fc1(self.flatten(self.standardise(x)))))
         return self.fc3(self.relu2(self.fc2(x)))
-
-
-_ARCHS = {"FashionCNN": FashionCNN, "FashionMLP": FashionMLP}
-
-
-def atomic_save(obj: Any, path: Union[str, Path]) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it onto ``path``.
-
-    A failure part-way leaves any previous ``path`` intact and no temporary file behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # torch.save into an open file object keeps the archive's inner name fixed (reproducible bytes)
-    atomic_write_bytes(path, lambda handle: torch.save(obj, handle))
-    return path
-
-
-def save_asset(model: nn.Module, path: Union[str, Path], config: Dict[str, Any], meta: Optional[Dict[str, Any]] = None,
-               half: bool = True) -> Path:
-    """Write ``model``'s weights with its constructor ``config`` and ``meta`` (atomically).
-
-    With ``half`` (default) parameters are stored as float16; buffers keep their dtype.
-    """
-    params = {name for name, _ in model.named_parameters()}
-    state = {k: (v.detach().cpu().half() if half and k in params and v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
-    blob = {"format": ASSET_FORMAT, "arch": type(model).__name__, "config": dict(config),
-            "state_dict": state, "meta": dict(meta or {})}
-    return atomic_save(blob, path)
-
-
-def check_asset(blob: Any, archs: Mapping[str, type], path: str) -> type:
-    """Validate a loaded weight file before anything real is built; returns its architecture class.
-
-    Checks, in order: the dict layout (``format``, ``arch`` among ``archs``, ``config`` a dict of
-    the constructor's keyword arguments, ``state_dict`` a dict of tensors, ``meta`` a dict); no
-    number in ``config`` exceeds the number of values the file stores (a dimension can never
-    be larger); the architecture built on the ``meta`` device (no memory) accepts the config; and
-    its parameter and buffer names and shapes equal the file's. A file that passes therefore
-    builds a model no larger than the weights it holds.
-
-    Raises:
-        CorruptWeightsError: the first check that fails, naming ``path``.
-    """
-    def bad(rule: str, hint: str = "") -> CorruptWeightsError:
-        return CorruptWeightsError(describe("path", rule, path, hint))
-
-    if not isinstance(blob, dict) or blob.get("format") != ASSET_FORMAT or blob.get("arch") not in archs:
-        raise bad(f"a {ASSET_FORMAT} file of a known architecture ({sorted(archs)})")
-    model_cls = archs[blob["arch"]]
-    config, state, meta = blob.get("config"), blob.get("state_dict"), blob.get("meta", {})
-    if not isinstance(state, dict) or not state or not all(isinstance(k, str) and torch.is_tensor(v)
-                                                           for k, v in state.items()):
-        raise bad("a file whose state_dict maps names to tensors")
-    if not isinstance(meta, dict):
-        raise bad("a file whose meta is a dict", f"Its meta is a {type(meta).__name__}.")
-    params = inspect.signature(model_cls.__init__).parameters
-    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
-        raise bad(f"a file whose config is a dict of {model_cls.__name__}'s arguments")
-    unknown = sorted(k for k in config if k not in params or k == "self")
-    if unknown:
-        raise bad(f"a file whose config holds {model_cls.__name__}'s arguments",
-                  f"Unknown: {unknown}; known: {sorted(k for k in params if k != 'self')}.")
-    stored = sum(int(v.numel()) for v in state.values())
-    numbers = [v for v in _config_numbers(config.values())]
-    if any(abs(v) > stored for v in numbers):
-        raise bad("a file whose config fits its weights",
-                  f"The config holds {max(numbers, key=abs)!r}, more than the {stored} values stored.")
-    try:
-        with torch.device("meta"):
-            skeleton = model_cls(**config)
-    except Exception as exc:  # noqa: BLE001 - any constructor failure means a config it does not take
-        raise bad(f"a file whose config builds a {model_cls.__name__}",
-                  f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    if expected != found:
-        diff = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found[k]]
-        key = diff[0]
-        raise bad(f"weights matching the {model_cls.__name__} its config describes",
-                  f"First difference: {key} is {expected.get(key, 'absent')} in the architecture and "
-                  f"{found.get(key, 'absent')} in the file.")
-    return model_cls
-
-
-def _config_numbers(values: Any) -> List[float]:
-    """Every int/float inside a config's values (lists and tuples are searched)."""
-    out: List[float] = []
-    for value in values:
-        if isinstance(value, (list, tuple)):
-            out += _config_numbers(value)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out.append(value)
-    return out
-
-
-def load_asset(path: Union[str, Path], archs: Optional[Dict[str, type]] = None) -> nn.Module:
-    """Build the model a weight file describes and load its weights (as float32), in eval mode.
-
-    The file's ``meta`` dict is attached as ``model.meta``.
-
-    Raises:
-        WeightsNotFoundError: no file at ``path``.
-        CorruptWeightsError: unreadable file, unknown architecture or mismatched weights.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(describe(
-            "path", "an existing weight file", str(path),
-            "Re-create the shipped files with `python -m lucent_dgn.training.make_assets`."))
-    blob = read_torch_file(path, "path")
-    model_cls = check_asset(blob, dict(_ARCHS, **(archs or {})), str(path))
-    model = model_cls(**blob["config"])
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CorruptWeightsError(describe("path", "weights matching the stored config", str(path), str(exc))) from exc
-    model.meta = blob.get("meta", {})
-    return model.eval()
 
 
 def _load_shipped(name: str, model_cls: type, pretrained: bool, path: Union[str, Path, None]) -> nn.Module:
