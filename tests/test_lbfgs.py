@@ -247,6 +247,7 @@ class TimedQuadratic(FakeProblem):
         return out
 
 
+@pytest.mark.slow
 def test_print_overhead_per_evaluation_at_alexnet_input_size():
     """Prints (asserts nothing about) optimizer overhead per evaluation at 3x227x227, 1 thread."""
     shape = (1, 3, 227, 227)

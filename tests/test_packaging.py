@@ -122,15 +122,17 @@ def _process_starters(tree: ast.Module, source: str) -> Set[str]:
 
 
 def test_tests_that_start_processes_are_marked():
+    """A test starts a process itself, through a helper, or through a fixture that does."""
     unmarked = []
     for path in sorted(TESTS.glob("test_*.py")):
         source = path.read_text(encoding="utf-8")
         tree = ast.parse(source)
         module = _module_markers(tree)
-        for name in _process_starters(tree, source):
-            fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
-            if name.startswith("test_") and not ({"subprocess", "notebooks"} & (module | _markers(fn.decorator_list))):
-                unmarked.append(f"{path.name}::{name}")
+        starters = _process_starters(tree, source)
+        for fn in (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")):
+            uses = fn.name in starters or bool({a.arg for a in fn.args.args} & starters)
+            if uses and not ({"subprocess", "notebooks"} & (module | _markers(fn.decorator_list))):
+                unmarked.append(f"{path.name}::{fn.name}")
     assert not unmarked, f"tests that start processes without a subprocess/notebooks marker: {unmarked}"
 
 

@@ -182,6 +182,7 @@ def test_unknown_names_suggest_the_aliases(torchvision_vgg19):
         resolve_layer(bad, "fc1")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["caffe", "torchvision"])
 def test_generate_image_at_conv3_1(which, torchvision_vgg19):
     """cnnpref's call with cnnpref's layer name; the size (224) comes from the model."""
