@@ -6,8 +6,10 @@ found wrong after parsing), never a traceback; 130 after Ctrl-C (one line; ``ren
 ``examples`` write nothing, ``demo`` keeps the parts it finished). Every value is checked before
 any model is loaded or any file written.
 
-Only the package core is imported before the arguments are parsed: torchvision, the generator
-zoo and the models are imported by the command that needs them.
+Parsing imports the package core and the small modules that name the choices (variants,
+generators, Caffe layouts); torchvision, the weights and the models' code paths that need them are
+imported only by the command that runs (``--help`` and argument errors cost about one
+``import torch``; ``benchmarks/bench_startup.py``).
 """
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from .errors import ConfigError, LucentDGNError, describe
 
 __all__ = ["main", "build_parser"]
-
 
 
 class _Parser(argparse.ArgumentParser):
@@ -175,24 +176,32 @@ def _remove_if_empty(path: Path) -> None:
 
 
 def _input_shape(model: Any, size: Optional[int] = None) -> Tuple[int, int, int]:
+    """(C, S, S) of the model's input: ``size`` or the size the model declares (nothing guessed)."""
+    from .cnnpref._compat import input_size
     channels = getattr(getattr(model, "input_space", None), "channels", 3)
-    side = int(size or getattr(model, "input_size", 224))
+    side = input_size(model, size)
     return channels, side, side
 
 
-def _probe_layer(model: Any, layer: Any, shape: Tuple[int, int, int], size_arg: str) -> Tuple[str, Tuple[int, ...]]:
-    """Resolve ``layer`` and run one forward pass at ``shape``; a size the model cannot take is a
-    ConfigError naming ``size_arg``."""
-    from .layers import layer_shape, resolve_layer
-    name, _ = resolve_layer(model, layer, arg="--layer")
+@contextlib.contextmanager
+def _sized(size_arg: str, model: Any, side: int) -> Iterator[None]:
+    """A forward pass inside that fails at this input size is a ConfigError naming ``size_arg``."""
     try:
-        return name, layer_shape(model, name, shape)
+        yield
     except LucentDGNError:
         raise
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(describe(size_arg, f"an input size {type(model).__name__} takes", shape[-1],
+        raise ConfigError(describe(size_arg, f"an input size {type(model).__name__} takes", side,
                                    f"Its forward pass fails at that size: {first}")) from None
+
+
+def _probe_layer(model: Any, layer: Any, shape: Tuple[int, int, int], size_arg: str) -> Tuple[str, Tuple[int, ...]]:
+    """Resolve ``layer`` (named as ``--layer`` in errors) and its feature shape at ``shape``."""
+    from .layers import layer_shape, resolve_layer
+    name, _ = resolve_layer(model, layer, arg="--layer")
+    with _sized(size_arg, model, shape[-1]):
+        return name, layer_shape(model, name, shape)
 
 
 # ------------------------------------------------------------------------------------------ render
@@ -253,13 +262,13 @@ def _load_mask(path: str, feature_shape: Tuple[int, ...], layer: str):
 
 def _cmd_render(args: argparse.Namespace) -> int:
     import torch
+    from .recipes import get_variant, recipe
     from .registry import check_model_name, load_generator_by_name, load_model_by_name
-    from .runs import render_units, save_units, unit_labels, unit_mask_batch, variant_settings, with_steps
+    from .runs import render_units, save_units
     _check_common(args)
     units = _units(args.units) if args.units is not None else None
     _check_finite("--unit-weight", args.unit_weight)
     _check_finite("--bounds", args.bounds, 0.0)
-    from .recipes import get_variant, recipe
     variants = list(dict.fromkeys(args.variant))
     dgn = [v for v in variants if get_variant(v).needs_generator]
     if args.bounds is not None and not dgn:
@@ -272,42 +281,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
             torch.set_num_threads(args.threads)
             with _blame("--weights", args.weights):
                 model = load_model_by_name(args.model, args.weights).to(args.device)
-            with _blame("--generator-weights", args.generator_weights):
-                generator = load_generator_by_name(args.generator, args.generator_weights) if dgn else None
-            generator = generator.to(args.device) if generator is not None else None
-            layer = args.layer
-            if layer is None:
-                from .layers import output_layer
-                layer = output_layer(model, _input_shape(model))
-                if layer is None:
-                    raise ConfigError(describe("--layer", "given for this model (its output is not one layer's)",
-                                               None))
-            settings = {}
-            for variant in variants:
-                options = variant_settings(model, variant, generator, args.preset)
-                if variant in dgn and (args.bounds is not None or args.preset in ("lower", "higher")):
-                    options.update(_code_bounds(generator, args.bounds))
-                if args.unit_weight is not None:
-                    options["weight"] = args.unit_weight
-                options = with_steps(options, variant, args.steps)
-                options.update(overrides[variant])  # --set is the most specific: it wins over --steps
-                settings[variant] = options
-            size = next((s.get("image_size") or s.get("input_size") for s in settings.values()
-                         if s.get("image_size") or s.get("input_size")), None)
-            size_arg = "--set image_size" if size else "the model's input size"
-            shape = _input_shape(model, size)
-            name, feature_shape = _probe_layer(model, layer, shape, size_arg)
-            if args.mask is not None:
-                masks = _load_mask(args.mask, feature_shape, name)
-                labels = [f"mask{i}" for i in range(len(masks))]
-                units_out = list(range(len(masks)))
-            else:
-                channels = feature_shape[0]
-                units_out = list(range(channels)) if units is None else units
-                if max(units_out) >= channels:
-                    raise ConfigError(describe("--units", f"channels of {name} (0 to {channels - 1})", args.units))
-                masks = unit_mask_batch(model, name, units_out, shape[-1], shape[0])
-                labels = unit_labels(model, name, units_out, shape)
+            generator = None
+            if dgn:
+                with _blame("--generator-weights", args.generator_weights):
+                    generator = load_generator_by_name(args.generator, args.generator_weights).to(args.device)
+            settings = {v: _variant_options(args, model, v, generator if v in dgn else None, overrides[v])
+                        for v in variants}
+            name, shape, units_out, masks, labels = _targets(args, model, units, settings)
             for variant in variants:  # every variant's options are checked before the first render
                 recipe(variant, name, masks, generator if variant in dgn else None, batch=len(masks),
                        **settings[variant])
@@ -317,7 +297,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
                 result = render_units(model, name, units_out, variant, generator=generator, settings=settings[variant],
                                       seed=args.seed, channels=shape[0], input_size=shape[-1], masks=masks,
                                       progress=not args.quiet)
-                if result.interrupted:
+                if result.interrupted:  # the loop returned early on a KeyboardInterrupt
                     raise CommandInterrupted(NOTHING_WRITTEN)
                 results[variant] = result
             record = save_units(out, results, name, units_out, unit_labels=labels,
@@ -330,6 +310,47 @@ def _cmd_render(args: argparse.Namespace) -> int:
         raise
     print(f"wrote {len(units_out) * len(results)} images, {record['grid']} and settings.json to {out}")
     return 0
+
+
+def _variant_options(args: argparse.Namespace, model: Any, variant: str, generator: Any,
+                     overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """One variant's recipe options: the preset's (default: the model's own), code bounds
+    (--bounds, or 3 std with cnnpref's example presets), --unit-weight, --steps, then --set."""
+    from .runs import variant_settings, with_steps
+    options = variant_settings(model, variant, generator, args.preset)
+    if generator is not None and (args.bounds is not None or args.preset in ("lower", "higher")):
+        options.update(_code_bounds(generator, args.bounds))
+    if args.unit_weight is not None:
+        options["weight"] = args.unit_weight
+    options = with_steps(options, variant, args.steps)
+    options.update(overrides)  # --set is the most specific: it wins over --steps
+    return options
+
+
+def _targets(args: argparse.Namespace, model: Any, units: Optional[List[int]],
+             settings: Dict[str, Dict[str, Any]]) -> Tuple[str, Tuple[int, int, int], List[int], Any, List[str]]:
+    """(layer name, input shape, unit numbers, masks (B, *feature_shape), labels) of a render."""
+    from .layers import output_layer
+    from .runs import unit_labels, unit_mask_batch
+    size = next((s.get("image_size") or s.get("input_size") for s in settings.values()
+                 if s.get("image_size") or s.get("input_size")), None)
+    shape = _input_shape(model, size)
+    layer = args.layer
+    if layer is None:
+        with _sized("the model's input size", model, shape[-1]):
+            layer = output_layer(model, shape)
+        if layer is None:
+            raise ConfigError(describe("--layer", "given for this model (its output is not one layer's)", None))
+    name, feature_shape = _probe_layer(model, layer, shape, "--set image_size" if size else "the model's input size")
+    if args.mask is not None:
+        masks = _load_mask(args.mask, feature_shape, name)
+        return name, shape, list(range(len(masks))), masks, [f"mask{i}" for i in range(len(masks))]
+    channels = feature_shape[0]
+    units_out = list(range(channels)) if units is None else units
+    if max(units_out) >= channels:
+        raise ConfigError(describe("--units", f"channels of {name} (0 to {channels - 1})", args.units))
+    masks = unit_mask_batch(model, name, units_out, shape[-1], shape[0])
+    return name, shape, units_out, masks, unit_labels(model, name, units_out, shape)
 
 
 def _code_bounds(generator: Any, k: Optional[float]) -> Dict[str, Any]:
@@ -395,8 +416,8 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     names = list_layers(model)
     if not names:
         raise ConfigError(describe("--model", "a model with layers", args.model))
-    _probe_layer(model, names[-1], shape, "--size")  # a size the model cannot take fails here, in one line
-    shapes = layer_shapes(model, names, shape)
+    with _sized("--size", model, shape[-1]):
+        shapes = layer_shapes(model, names, shape)
     for name in names:
         found = shapes.get(name)
         print(f"{name:30s} {type(model.get_submodule(name)).__name__:22s} {found if found is not None else '-'}")
@@ -438,7 +459,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, device: bool = True) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``lucent-dgn`` argument parser (imports no model, torchvision or generator code)."""
+    """The ``lucent-dgn`` argument parser (imports no torchvision and loads no weights)."""
     from .recipes import variant_names
     from .registry import GENERATOR_NAMES, SHIPPED_MODELS
     from .runs import PRESETS
