@@ -6,6 +6,9 @@ Three additions to Lucent, and cnnpref's four algorithms as their combinations:
 * a deep generator network parameterization (:class:`DGNImage`, DeePSiM generators);
 * an L-BFGS render loop beside momentum gradient descent (:func:`render`).
 
+icnn's feature inversion (Shen et al. 2019) is one more objective, :func:`feature_match`, with
+its four variants run by :func:`invert`.
+
 >>> import lucent_dgn as ld
 >>> model = ld.models.fashion_classifier()
 >>> result = ld.render(model, ld.masked_units("fc2", ld.unit_mask((10,), 3)),
@@ -22,10 +25,11 @@ from . import errors, generators, models
 from .cnnpref.presets import (Recipe, dgn_gd_recipe, dgn_lbfgs_recipe, gd_recipe, lbfgs_recipe, prefer_img_dgn_gd,
                               prefer_img_dgn_lbfgs, prefer_img_gd, prefer_img_lbfgs)
 from .errors import LucentDGNError
+from .icnn import features_of, icnn_options, icnn_recipe, invert, load_features, save_features
 from .interop.captum import as_neuron_selector
 from .layers import layer_shape, list_layers, resolve_layer
-from .objectives import (channel_mask, every_nth_channel, masked_units, p_norm, region_mask, total_variation,
-                         unit_mask, unit_masks)
+from .objectives import (channel_mask, every_nth_channel, feature_match, masked_units, p_norm, region_mask,
+                         total_variation, unit_mask, unit_masks)
 from .parameterizations import DGNImage, LucentParam, Parameterization, PixelImage
 from .render import (Jitter, RenderResult, Snapshot, make_optimizer, preserve_pre_activations, render)
 from .render.gd import MomentumGD
@@ -36,8 +40,8 @@ from .spaces import CaffeSpace, TorchvisionSpace, UnitSpace
 __all__ = [
     "__version__",
     # objectives
-    "masked_units", "unit_mask", "unit_masks", "channel_mask", "region_mask", "every_nth_channel", "p_norm",
-    "total_variation",
+    "masked_units", "feature_match", "unit_mask", "unit_masks", "channel_mask", "region_mask", "every_nth_channel",
+    "p_norm", "total_variation",
     # parameterizations
     "Parameterization", "PixelImage", "DGNImage", "LucentParam",
     # rendering
@@ -46,6 +50,8 @@ __all__ = [
     # presets (cnnpref's four algorithms)
     "Recipe", "gd_recipe", "lbfgs_recipe", "dgn_gd_recipe", "dgn_lbfgs_recipe", "prefer_img_gd",
     "prefer_img_lbfgs", "prefer_img_dgn_gd", "prefer_img_dgn_lbfgs",
+    # feature inversion (icnn)
+    "invert", "icnn_recipe", "icnn_options", "features_of", "load_features", "save_features",
     # layers, spaces, interop, errors
     "resolve_layer", "list_layers", "layer_shape", "CaffeSpace", "TorchvisionSpace", "UnitSpace",
     "as_neuron_selector", "LucentDGNError", "errors", "models", "generators",

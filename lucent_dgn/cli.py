@@ -1,4 +1,4 @@
-"""``lucent-dgn`` command line: render, layers, convert-caffemodel, train-generator, demo.
+"""``lucent-dgn`` command line: render, layers, convert-caffemodel, train-generator, invert, demo.
 
 Errors on bad arguments print one line (``lucent-dgn: error: ...`` or, for usage errors,
 ``lucent-dgn <command>: error: ...``) and exit with status 2; no traceback is shown.
@@ -163,6 +163,11 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
     return int(train_generator_command(args))
 
 
+def _cmd_invert(args: argparse.Namespace) -> int:
+    from .icnn.cli import invert_command
+    return int(invert_command(args))
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     run_demo(out_dir=args.out, steps=args.steps, seed=args.seed, imagenet=not args.no_imagenet,
@@ -223,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.cli import add_train_generator_arguments
     add_train_generator_arguments(t)
     t.set_defaults(func=_cmd_train_generator)
+
+    i = sub.add_parser("invert", help="reconstruct an image from its CNN features (icnn: pixel or DGN, GD or L-BFGS-B)")
+    from .icnn.cli import add_invert_arguments
+    add_invert_arguments(i)
+    i.set_defaults(func=_cmd_invert)
 
     d = sub.add_parser("demo", help="offline demo: all four variants on the shipped Fashion-MNIST models")
     d.add_argument("--out", default="demo_output")

@@ -1,4 +1,4 @@
-"""Objectives for preferred images: masked units (cnnpref's loss), mask builders, regularisers.
+"""Objectives: masked units (cnnpref's loss), feature matching (icnn's), mask builders, regularisers.
 
 Every objective is a ``lucent.optvis.objectives.Objective``: it composes with Lucent's own
 objectives (``+ - *``) and runs under Lucent's ``render_vis`` as well as lucent_dgn's render loop.
@@ -7,12 +7,14 @@ Values are losses to minimise (negated activations), as in Lucent.
 from __future__ import annotations
 
 from ._access import read_activation
+from .feature_match import feature_match
 from .masked import masked_units
 from .masks import as_bool_mask, channel_mask, every_nth_channel, region_mask, unit_mask, unit_masks
 from .regularizers import p_norm, total_variation, tv_map
 
 __all__ = [
     "masked_units",
+    "feature_match",
     "unit_mask",
     "unit_masks",
     "channel_mask",
