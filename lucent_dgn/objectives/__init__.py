@@ -6,7 +6,7 @@ Values are losses to minimise (negated activations), as in Lucent.
 """
 from __future__ import annotations
 
-from ._access import read_activation
+from ._access import item_objective, read_activation, report_activation
 from .feature_match import feature_match
 from .masked import masked_units
 from .masks import as_bool_mask, channel_mask, every_nth_channel, region_mask, unit_mask, unit_masks
@@ -25,4 +25,6 @@ __all__ = [
     "total_variation",
     "tv_map",
     "read_activation",
+    "item_objective",
+    "report_activation",
 ]

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import ConfigError, MaskError, ShapeError, describe
 from ..layers import LayerRef
-from ._access import is_own_accessor, layer_label, read_activation
+from ._access import item_objective, layer_label, read_activation, report_activation
 from .masks import as_bool_mask
 
 __all__ = ["masked_units", "REDUCTIONS"]
@@ -133,6 +133,7 @@ class _MaskedUnits:
         return self._cache[key]
 
     def __call__(self, T: Any) -> torch.Tensor:
+        """Per-item losses (B,) of the full batch (with ``batch=i`` only item i is non-zero)."""
         act = read_activation(T, self.layer)
         full_batch = act.shape[0]
         if self.batch is not None:
@@ -142,17 +143,15 @@ class _MaskedUnits:
         plan = self.prepared(act, full_batch)
         selected = act.reshape(-1)[plan.index]  # only the selected units: (K,)
         weighted = selected if plan.weight is None else selected * plan.weight
-        total = weighted.sum()
-        loss = -total if self.reduction == "sum" else -total / plan.per_item.sum()
-        if is_own_accessor(T):
-            with torch.no_grad():
-                sums = torch.zeros(act.shape[0], dtype=act.dtype, device=act.device)
-                T.report("activation", sums.index_add_(0, plan.item, selected.detach()) / plan.per_item)
-                if self.batch is None:  # per-item losses, for optimizers that treat items separately
-                    items = torch.zeros_like(sums).index_add_(0, plan.item, weighted.detach())
-                    scale = 1.0 if self.reduction == "sum" else 1.0 / plan.index.numel()  # K = per_item.sum()
-                    T.report("loss", -items * scale, accumulate=True)
-        return loss
+        items = torch.zeros(act.shape[0], dtype=act.dtype, device=act.device).index_add(0, plan.item, weighted)
+        losses = -items if self.reduction == "sum" else -items / plan.index.numel()  # K = per_item.sum()
+        with torch.no_grad():
+            sums = torch.zeros_like(items).index_add_(0, plan.item, selected.detach())
+            report_activation(T, sums / plan.per_item)
+        if self.batch is not None and full_batch > 1:
+            losses = torch.zeros(full_batch, dtype=act.dtype, device=act.device).index_copy(
+                0, torch.tensor([self.batch], device=act.device), losses)
+        return losses
 
 
 def _description(layer: LayerRef, mask: torch.Tensor, weight: torch.Tensor, reduction: str,
@@ -186,9 +185,11 @@ def masked_units(layer: LayerRef, mask: Any, weight: Any = 1.0, reduction: str =
         A ``lucent.optvis.objectives.Objective`` (composes with ``+ - *`` and runs under Lucent's
         ``render_vis``) whose value is a scalar loss. Its attributes ``layers`` (``(layer,)``),
         ``mask`` (bool tensor), ``weight`` (tensor), ``reduction`` and ``batch`` describe it.
-        Under lucent_dgn's accessor it also reports ``"activation"``: per item (B,), the signed
-        mean raw activation of the item's selected units (cnnpref prints the mean of |f|; the
-        signed mean keeps the direction visible). Gradients use the raw, pre-ReLU values.
+        It declares per-item losses (:func:`~lucent_dgn.objectives.item_objective`), and in
+        lucent_dgn's render loop it records its activation under the name ``"masked_units"``:
+        per item (B,), the signed mean raw activation of the item's selected units (cnnpref
+        prints the mean of |f|; the signed mean keeps the direction visible). Gradients use the
+        raw, pre-ReLU values.
 
     Raises:
         MaskError: a mask that is not binary (weights go in ``weight``), has NaN/inf, selects no
@@ -200,8 +201,8 @@ def masked_units(layer: LayerRef, mask: Any, weight: Any = 1.0, reduction: str =
     mask_t = as_bool_mask(mask)
     weight_t = _as_weight(weight)
     func = _MaskedUnits(layer, mask_t, weight_t, reduction, batch)
-    objective = Objective(func, name="masked_units",
-                          description=_description(layer, mask_t, weight_t, reduction, batch))
+    objective = item_objective(func, name="masked_units",
+                               description=_description(layer, mask_t, weight_t, reduction, batch))
     objective.layers = (layer,)
     objective.mask = mask_t
     objective.weight = weight_t

@@ -37,8 +37,8 @@ class DGNImage(Parameterization):
         input_size: the model's input size S; the generator output is centre-cropped to S x S at
             offset ((G-S)//2, (G-S)//2) (cnnpref: 256 -> 227 at 14). None = the full output.
         fit: ``"crop"`` (default) or ``"resize"`` (bilinear) when the sizes differ.
-        model_space: the model's input space; None = decided by the render loop (the model's
-            ``input_space`` attribute, else the generator's output space unchanged, as cnnpref).
+        model_space: the model's input space, if you want to declare it here; None (default) =
+            resolved by each render (see :func:`lucent_dgn.render`).
         init: initial code: ``"cnnpref"`` (10·ReLU(N(0,1)), default), ``"normal"`` (N(0,1), DGN-AM),
             ``"zeros"``, ``"stats"`` (mean + std·N(0,1) from the generator's code statistics) or an array.
         lower, upper: code bounds: scalar, one value per unit, or an act_range file path; None
@@ -109,20 +109,15 @@ class DGNImage(Parameterization):
         top, left = (h - size) // 2, (w - size) // 2
         return image[..., top:top + size, left:left + size]
 
-    def forward(self) -> torch.Tensor:
-        """The model input (N, C, S, S) in the model's input space."""
-        image = self.fit_to_model(self.generate())
-        target = self.model_space if self.model_space is not None else self.generator.output_space
-        return convert(image, self.generator.output_space, target)
+    @property
+    def native_space(self) -> ImageSpace:
+        """The generator's output space."""
+        return self.generator.output_space
 
-    def to_rgb(self, image: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(N, H, W, 3) RGB 0-1 scale, unclipped: of ``image`` (model space) or of the current code."""
-        if image is None:
-            rgb = self.generator.output_space.to_rgb01(self.fit_to_model(self.generate()))
-        else:
-            src = self.model_space if self.model_space is not None else self.generator.output_space
-            rgb = src.to_rgb01(image)
-        return rgb.permute(0, 2, 3, 1)
+    def forward(self, space: Optional[ImageSpace] = None) -> torch.Tensor:
+        """The model input (N, C, S, S) in ``space`` (default: :meth:`target_space`)."""
+        image = self.fit_to_model(self.generate())
+        return convert(image, self.generator.output_space, self.target_space(space))
 
     def bounds(self) -> Optional[Bounds]:
         if torch.isinf(self.lower).all() and torch.isinf(self.upper).all():
