@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 from . import errors, generators, models
 from .cnnpref.presets import prefer_img_dgn_gd, prefer_img_dgn_lbfgs, prefer_img_gd, prefer_img_lbfgs
 from .errors import LucentDGNError
-from .icnn import features_of, icnn_options, icnn_recipe, invert, load_features, save_features
+from .icnn import features_of, invert, load_features, save_features
 from .interop.captum import as_neuron_selector
 from .layers import layer_shape, list_layers, resolve_layer
 from .objectives import (channel_mask, every_nth_channel, feature_match, item_objective, masked_units, p_norm,
@@ -51,7 +51,7 @@ __all__ = [
     "recipe", "Recipe", "recipe_options", "variant_names", "prefer_img_gd", "prefer_img_lbfgs", "prefer_img_dgn_gd",
     "prefer_img_dgn_lbfgs",
     # feature inversion (icnn)
-    "invert", "icnn_recipe", "icnn_options", "features_of", "load_features", "save_features",
+    "invert", "features_of", "load_features", "save_features",
     # layers, spaces, interop, errors
     "resolve_layer", "list_layers", "layer_shape", "CaffeSpace", "TorchvisionSpace", "UnitSpace",
     "as_neuron_selector", "LucentDGNError", "errors", "models", "generators",

@@ -143,7 +143,7 @@ def test_batch_acts_are_as_documented(batch_acts):
 
 def test_per_item_targets_give_per_item_losses(batch_acts):
     objective = feature_match({"0": np.stack([A + 1, A1 + 3])})
-    assert objective.item_losses(_T(batch_acts)).tolist() == pytest.approx([18.0, 162.0])
+    assert objective.item_losses(batch_acts).tolist() == pytest.approx([18.0, 162.0])
     assert _value(objective, batch_acts) == pytest.approx(180.0)
 
 
@@ -151,15 +151,15 @@ def test_shared_target_applies_to_every_item(batch_acts):
     # item 1 against item 0's target: channel 0 off by 9 - 1 = 8, channel 1 by -9 - 1 = -10
     expected = [18.0, 9 * 64 + 9 * 100]
     for target in (A + 1, (A + 1)[None]):   # (C, H, W) and (1, C, H, W) are both shared
-        assert feature_match({"0": target}).item_losses(_T(batch_acts)).tolist() == pytest.approx(expected)
+        assert feature_match({"0": target}).item_losses(batch_acts).tolist() == pytest.approx(expected)
 
 
 def test_per_item_masks(batch_acts):
     masks = torch.stack([channel_mask(SHAPE, 0), channel_mask(SHAPE, 1)])
     objective = feature_match({"0": np.stack([A + 1, A1 + 3])}, masks={"0": masks})
-    assert objective.item_losses(_T(batch_acts)).tolist() == pytest.approx([9.0, 81.0])
+    assert objective.item_losses(batch_acts).tolist() == pytest.approx([9.0, 81.0])
     corr = feature_match({"0": np.stack([A, -A1])}, masks={"0": masks}, metric="corr")
-    assert corr.item_losses(_T(batch_acts)).tolist() == pytest.approx([0.0, 2.0], abs=1e-6)
+    assert corr.item_losses(batch_acts).tolist() == pytest.approx([0.0, 2.0], abs=1e-6)
 
 
 def test_batch_render_equals_one_by_one_with_lbfgs(tiny_cnn):
@@ -228,7 +228,7 @@ def test_target_shape_that_does_not_fit_the_layer(hand_conv):
     steps = []
     with pytest.raises(ShapeError, match=message):   # the render's validation pass, before any step
         ld.render(hand_conv, objective, ld.PixelImage(5, space="gray"), "gd", 3, progress=False,
-                  callbacks=[steps.append])
+                  callbacks=[steps.append], input_space=ld.UnitSpace(1))
     assert steps == []
 
 
@@ -299,5 +299,21 @@ def test_same_value_in_the_render_loop(hand_conv, hand_input):
     p = ld.PixelImage(5, space="gray", bounded=False)
     with torch.no_grad():
         p.variable.copy_(hand_input)
-    result = ld.render(hand_conv, feature_match({"0": A + 1}), p, ld.MomentumGD(lr=0.0, decay=0.0), 1, progress=False)
+    result = ld.render(hand_conv, feature_match({"0": A + 1}), p, ld.MomentumGD(lr=0.0, decay=0.0), 1, progress=False,
+                       input_space=ld.UnitSpace(1))
     assert result.loss_history[0] == pytest.approx(18.0, abs=1e-4)
+
+
+def test_each_layer_records_its_loss_per_step(two_layer, hand_input):
+    targets, _ = _two_layer_targets()
+    p = ld.PixelImage(5, space="gray", bounded=False)
+    with torch.no_grad():
+        p.variable.copy_(hand_input)
+    result = ld.render(two_layer, feature_match(targets, layer_weights={"0": 0.5, "1": 2.0}), p,
+                       ld.MomentumGD(lr=0.01, decay=0.0), 4, progress=False, input_space=ld.UnitSpace(1))
+    histories = result.activation_histories
+    assert set(histories) == {"feature_match:0", "feature_match:1"}
+    assert histories["feature_match:0"][0, 0] == pytest.approx(0.5 * 18) and histories["feature_match:1"][0, 0] == \
+        pytest.approx(2.0 * 4)
+    total = histories["feature_match:0"].sum(1) + histories["feature_match:1"].sum(1)
+    np.testing.assert_allclose(total, result.loss_history, rtol=1e-5)

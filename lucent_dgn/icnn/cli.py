@@ -108,8 +108,8 @@ def invert_command(args: argparse.Namespace) -> int:
                               "options": {k: v for k, v in options.items() if not isinstance(v, torch.Tensor)},
                               "files": files, "loss_history": result.loss_history, "seconds": round(seconds, 3),
                               "steps": result.steps, "n_evals": result.n_evals, "versions": versions()}
-    x = torch.as_tensor(result.model_input, device=args.device)
-    record["final_layer_losses"] = {k: v.cpu().tolist() for k, v in _layer_losses(model, targets, x, options).items()}
+    record["final_layer_losses"] = {key.split(":", 1)[1]: np.asarray(values).tolist()
+                                    for key, values in result.activations.items() if key.startswith("feature_match:")}
     if original is not None:
         save_png(out / "original.png", original)
         space = model_input_space(model)
@@ -120,13 +120,3 @@ def invert_command(args: argparse.Namespace) -> int:
           f"{seconds:.1f} s)")
     return 0
 
-
-def _layer_losses(model: Any, targets: Any, x: Any, options: Dict[str, Any]) -> Dict[str, Any]:
-    """Weighted per-layer losses (B,) of the final images."""
-    import torch
-
-    from ..objectives.feature_match import feature_match
-    from .targets import features_of
-    fm = feature_match(targets, layer_weights=options["layer_weights"], metric=options["metric"])
-    with torch.no_grad():
-        return fm.layer_losses(features_of(model, x, list(targets)))

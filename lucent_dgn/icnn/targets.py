@@ -30,19 +30,21 @@ from torch import nn
 from .._io import atomic_write_bytes
 from ..errors import ConfigError, LayerNotFoundError, ShapeError, describe
 from ..layers import LayerRef, resolve_layer
+from ..render._setup import resolve_input_space
 from ..render.hooks import ActivationCapture, frozen, preserve_pre_activations
-from ..spaces import ImageSpace, TorchvisionSpace
+from ..spaces import ImageSpace
 
 __all__ = ["features_of", "load_features", "save_features", "read_image", "model_input_space", "picture_to_input"]
 
 PathLike = Union[str, os.PathLike]
 
 
-def model_input_space(model: nn.Module) -> ImageSpace:
-    """The model's input space: ``model.input_space`` if declared, else Lucent's convention
-    (:class:`~lucent_dgn.spaces.TorchvisionSpace`: RGB 0-1, ImageNet-normalised)."""
-    space = getattr(model, "input_space", None)
-    return space if isinstance(space, ImageSpace) else TorchvisionSpace()
+def model_input_space(model: nn.Module, input_space: Optional[ImageSpace] = None) -> ImageSpace:
+    """The model's input space as :func:`lucent_dgn.render` resolves it (with ``preprocess=True``
+    and no space declared on a parameterization): ``input_space`` if given, else
+    ``model.input_space``, else Lucent's convention (:class:`~lucent_dgn.spaces.TorchvisionSpace`:
+    RGB 0-1, ImageNet-normalised)."""
+    return resolve_input_space(model, None, input_space, True)
 
 
 def read_image(path: PathLike, size: Union[int, Sequence[int], None] = None) -> np.ndarray:
@@ -92,9 +94,10 @@ def _picture_rgb01(image: Any) -> torch.Tensor:
     return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t
 
 
-def picture_to_input(model: nn.Module, image: Any) -> torch.Tensor:
-    """A model input (N, C, H, W) on the model's device and dtype from a picture or a tensor
-    (tensors are taken as model inputs already; (C, H, W) gains a batch axis)."""
+def picture_to_input(model: nn.Module, image: Any, input_space: Optional[ImageSpace] = None) -> torch.Tensor:
+    """A model input (N, C, H, W) on the model's device and dtype from a picture (converted to
+    :func:`model_input_space`) or a tensor (taken as a model input already; (C, H, W) gains a
+    batch axis)."""
     try:
         ref = next(model.parameters())
         device, dtype = ref.device, ref.dtype
@@ -109,7 +112,7 @@ def picture_to_input(model: nn.Module, image: Any) -> torch.Tensor:
                                       f"{x.dtype} tensor of shape {tuple(x.shape)}", raw=True))
         return x.to(device, dtype)
     rgb = _picture_rgb01(image).to(device, dtype)
-    return model_input_space(model).from_rgb01(rgb)
+    return model_input_space(model, input_space).from_rgb01(rgb)
 
 
 def _layer_keys(model: nn.Module, layers: Any) -> Dict[str, str]:
@@ -126,13 +129,14 @@ def _layer_keys(model: nn.Module, layers: Any) -> Dict[str, str]:
     return out
 
 
-def features_of(model: nn.Module, image: Any, layers: Union[LayerRef, Sequence[LayerRef]]) -> Dict[str, torch.Tensor]:
+def features_of(model: nn.Module, image: Any, layers: Union[LayerRef, Sequence[LayerRef]], *,
+                input_space: Optional[ImageSpace] = None) -> Dict[str, torch.Tensor]:
     """The activations of ``layers`` for ``image``: targets for :func:`lucent_dgn.feature_match`.
 
     Values are what the render loop's objectives read: the layers' raw outputs (pre-ReLU where
-    an in-place ReLU follows, as :func:`lucent_dgn.render` keeps them), with the model in eval
-    mode and frozen. The model is left exactly as it was (mode, ``requires_grad``, ``.grad``,
-    hooks, in-place flags).
+    an in-place ReLU follows, as :func:`lucent_dgn.render` keeps them; a module called several
+    times per forward gives its last call's output), with the model in eval mode and frozen. The
+    model is left exactly as it was (mode, ``requires_grad``, ``.grad``, hooks, in-place flags).
 
     Args:
         model: the network.
@@ -140,6 +144,8 @@ def features_of(model: nn.Module, image: Any, layers: Union[LayerRef, Sequence[L
             or file path; RGB or grey on the 0-255 scale) converted to the model's input space
             (see the module docstring).
         layers: one layer reference or a list (dotted paths, Lucent underscore names, modules).
+        input_space: the model's input space for pictures, as :func:`lucent_dgn.render`'s
+            ``input_space`` (default: ``model.input_space``, else ImageNet-normalised RGB).
 
     Returns:
         dict: each name as given (a module's dotted path) -> detached tensor (N, *feature_shape)
@@ -150,10 +156,10 @@ def features_of(model: nn.Module, image: Any, layers: Union[LayerRef, Sequence[L
         ShapeError / ConfigError: an image of a shape or type described above it is not.
     """
     keys = _layer_keys(model, layers)
-    x = picture_to_input(model, image)
+    x = picture_to_input(model, image, input_space)
     names = list(dict.fromkeys(keys.values()))
     with torch.no_grad(), frozen(model), preserve_pre_activations(model), \
-            ActivationCapture(model, names, stop_early=True) as cap:
+            ActivationCapture(model, names, stop_early=False) as cap:
         cap.run(x)
         feats = dict(cap.features)
     missing = [k for k, n in keys.items() if n not in feats]

@@ -33,8 +33,10 @@ Layer weights ``w_{l,b}``:
 * a mapping ``{layer: weight}``: used as given, like bdpy and icnn (no normalisation); every
   target layer needs a weight, and a weight for a layer without a target is an error.
 
-Per-item losses are declared (not inferred), so batches work with per-item optimizers
-(L-BFGS-B keeps one history per item) and each item's image equals a one-item render.
+Each layer is one term built with :func:`~lucent_dgn.objectives.item_objective`: per-item losses
+are declared (not inferred), so batches work with per-item optimizers (L-BFGS-B keeps one history
+per item) and each item's image equals a one-item render; and each layer's weighted loss is
+recorded per step (``result.activation_histories["feature_match:<layer>"]``).
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ from torch import nn
 
 from ..errors import ConfigError, LayerNotFoundError, MaskError, ShapeError, describe
 from ..layers import layer_shapes, resolve_layer
-from ._access import is_own_accessor, read_activation
+from ._access import item_objective, read_activation, report_activation
 from .masks import as_bool_mask
 
 __all__ = ["feature_match", "METRICS", "LAYER_WEIGHT_RULES", "layer_weights_for"]
@@ -305,7 +307,7 @@ def layer_weights_for(rule: Union[str, Mapping[str, float]], sq_norms: Mapping[s
 
 
 class _FeatureMatch:
-    """The objective function: per-item losses (B,) summed over the target layers."""
+    """The objective's functions: per-layer, per-item weighted losses."""
 
     def __init__(self, layers: List[_Layer], weights: Union[str, Dict[str, float]], metric: str,
                  reduction: str) -> None:
@@ -332,33 +334,35 @@ class _FeatureMatch:
         bounds = {layer.key: layer.bind(tuple(shapes[layer.key]), batch, self.metric) for layer in self.layers}
         return self._weights(bounds, batch, None, torch.float64)
 
+    def _layer_weights(self, acts: Mapping[str, torch.Tensor], like: torch.Tensor) -> Dict[str, torch.Tensor]:
+        bounds = {layer.key: layer.bound_like(acts[layer.key], self.metric) for layer in self.layers}
+        return self._weights(bounds, like.shape[0], like.device, like.dtype)
+
     def layer_losses(self, acts: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Weighted per-item losses (B,) of each layer, from activations keyed like the targets."""
-        out = {}
-        bounds = {}
-        for layer in self.layers:
-            act = acts[layer.key]
-            out[layer.key] = layer.distance(act, self.metric, self.reduction)
-            bounds[layer.key] = layer.bound_like(act, self.metric)
-        first = next(iter(out.values()))
-        weights = self._weights(bounds, first.shape[0], first.device, first.dtype)
+        out = {layer.key: layer.distance(acts[layer.key], self.metric, self.reduction) for layer in self.layers}
+        weights = self._layer_weights(acts, next(iter(out.values())))
         return {k: weights[k] * v for k, v in out.items()}
 
-    def items(self, T: Callable) -> torch.Tensor:
-        """Per-item losses (B,) for accessor ``T``."""
-        acts = {layer.key: read_activation(T, layer.key) for layer in self.layers}
-        return sum(self.layer_losses(acts).values())
+    def term(self, index: int) -> Callable[[Any], torch.Tensor]:
+        """``T -> (B,)``: the weighted per-item loss of layer ``index``, recorded as its activation."""
+        layer = self.layers[index]
+        reads_all = self.weights == "inverse_norm"  # the weights need every layer's target (bound to its shape)
 
-
-def _item_objective(func: Callable[[Any], torch.Tensor], name: str, description: str) -> Objective:
-    """A Lucent Objective from per-item losses ``func(T) -> (B,)``: the value is their sum, and under
-    lucent_dgn's accessor the per-item losses are declared for per-item optimizers."""
-    def objective_func(T: Any) -> torch.Tensor:
-        items = func(T)
-        if is_own_accessor(T):
-            T.report("loss", items.detach(), accumulate=True)
-        return items.sum()
-    return Objective(objective_func, name=name, description=description)
+        def func(T: Any) -> torch.Tensor:
+            act = read_activation(T, layer.key)
+            loss = layer.distance(act, self.metric, self.reduction)
+            if isinstance(self.weights, str) and not reads_all:
+                weight = 1.0 / len(self.layers)
+            elif not reads_all:
+                weight = self.weights[layer.key]
+            else:
+                acts = {other.key: act if other is layer else read_activation(T, other.key) for other in self.layers}
+                weight = self._layer_weights(acts, loss)[layer.key]
+            loss = weight * loss
+            report_activation(T, loss.detach())
+            return loss
+        return func
 
 
 def _normalise_targets(targets: Any) -> Dict[str, torch.Tensor]:
@@ -422,10 +426,14 @@ def feature_match(targets: Mapping[str, Any], layer_weights: Any = None, masks: 
         A ``lucent.optvis.objectives.Objective`` (composes with ``+ - *``, runs under Lucent's
         ``render_vis``) whose value is the loss summed over the batch. Attributes: ``layers``
         (the target names), ``targets`` (tensors), ``masks``, ``metric``, ``reduction``,
-        ``layer_weights`` (the rule or mapping), ``item_losses(T) -> (B,)``,
-        ``layer_losses(acts) -> {layer: (B,)}`` (weighted, from a dict of activations such as
-        :func:`lucent_dgn.features_of` returns), and ``check(model, input_shape, batch=1)``
-        which validates the targets against the model before any work.
+        ``layer_weights`` (the rule or mapping), ``layer_losses(acts) -> {layer: (B,)}`` (weighted
+        per-item losses from a dict of activations such as :func:`lucent_dgn.features_of`
+        returns), ``item_losses(acts) -> (B,)`` (their sum), and ``check(model, input_shape,
+        batch=1)``, which validates the targets against the model before any work. Each layer is
+        one per-item term (:func:`lucent_dgn.objectives.item_objective`) named
+        ``"feature_match:<layer>"``; in lucent_dgn's render loop it records its weighted per-item
+        loss as the term's activation, so ``result.activation_histories["feature_match:relu3"]``
+        is that layer's loss per step.
 
     Raises:
         ConfigError: targets that are not a non-empty mapping of finite real arrays (NaN or inf
@@ -445,16 +453,19 @@ def feature_match(targets: Mapping[str, Any], layer_weights: Any = None, masks: 
     mask_t = _normalise_masks(masks, target_t)
     layers = [_Layer(key, t, mask_t.get(key)) for key, t in target_t.items()]
     func = _FeatureMatch(layers, weights, metric, reduction)
-    objective = _item_objective(func.items, "feature_match",
-                                _description(list(target_t), weights, metric, reduction, mask_t))
+    terms = [item_objective(func.term(i), f"feature_match:{layer.key}",
+                            _description([layer.key], weights, metric, reduction, mask_t))
+             for i, layer in enumerate(layers)]
+    objective = terms[0] if len(terms) == 1 else Objective.sum(terms)
+    objective.description = _description(list(target_t), weights, metric, reduction, mask_t)
     objective.layers = tuple(target_t)
     objective.targets = target_t
     objective.masks = mask_t
     objective.metric = metric
     objective.reduction = reduction
     objective.layer_weights = weights
-    objective.item_losses = func.items
     objective.layer_losses = func.layer_losses
+    objective.item_losses = lambda acts: sum(func.layer_losses(acts).values())
 
     def check(model: nn.Module, input_shape: Sequence[int], batch: int = 1) -> Dict[str, torch.Tensor]:
         """Validate the targets (and masks) against ``model`` for inputs of ``input_shape``
