@@ -6,8 +6,8 @@ features; :mod:`.presets` registers the four variants (pixel or DGN x GD or L-BF
 """
 from __future__ import annotations
 
-from .presets import ICNN_VARIANTS, OBJECTIVE_DEFAULTS, invert
+from .presets import ICNN_VARIANTS, OBJECTIVE_DEFAULTS, fashion_settings, invert
 from .targets import features_of, load_features, model_input_space, read_image, save_features
 
-__all__ = ["ICNN_VARIANTS", "OBJECTIVE_DEFAULTS", "invert", "features_of",
-           "load_features", "save_features", "read_image", "model_input_space"]
+__all__ = ["ICNN_VARIANTS", "OBJECTIVE_DEFAULTS", "invert", "fashion_settings", "features_of", "load_features",
+           "save_features", "read_image", "model_input_space"]

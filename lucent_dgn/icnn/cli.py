@@ -61,9 +61,10 @@ def invert_command(args: argparse.Namespace) -> int:
 
     from .._io import ensure_writable_dir, save_json, save_npy
     from ..cli import _check_model_name, _check_run_args, load_generator_by_name, load_model_by_name
+    from ..recipes import get_variant
     from ..runs import versions
     from ..viz import save_png
-    from .presets import invert
+    from .presets import ICNN_VARIANTS, invert
     from .targets import features_of, load_features, model_input_space, read_image
 
     _check_run_args(args)
@@ -80,13 +81,13 @@ def invert_command(args: argparse.Namespace) -> int:
     model = load_model_by_name(args.model, args.weights).to(args.device)
     generator = None
     options: Dict[str, Any] = {"layer_weights": args.layer_weights, "metric": args.metric}
-    if "dgn" in args.variant:
+    if get_variant(args.variant).needs_generator:
         generator = load_generator_by_name(args.generator, args.generator_weights).to(args.device)
         options.update(_code_bounds(args.code_bounds, generator))
     elif args.space is not None:
         options["space"] = args.space
     if args.steps is not None:
-        options["maxiter" if "lbfgs" in args.variant else "iter_n"] = args.steps
+        options["maxiter" if "maxiter" in ICNN_VARIANTS[args.variant]["defaults"] else "iter_n"] = args.steps
     original = None
     if is_features:
         targets = load_features(source, layers=args.layers)
