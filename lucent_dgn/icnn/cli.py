@@ -61,6 +61,8 @@ def invert_command(args: argparse.Namespace) -> int:
 
     from .._io import ensure_writable_dir, save_json, save_npy
     from ..cli import _check_model_name, _check_run_args, load_generator_by_name, load_model_by_name
+    from ..cnnpref.presets import CNNPREF_SIZE
+    from ..layers import resolve_layer
     from ..recipes import get_variant
     from ..runs import versions
     from ..viz import save_png
@@ -92,7 +94,10 @@ def invert_command(args: argparse.Namespace) -> int:
     if is_features:
         targets = load_features(source, layers=args.layers)
     else:
-        size = int(getattr(model, "input_size", None) or 224)
+        for layer in args.layers:
+            resolve_layer(model, layer, arg="--layers")
+        size = int(getattr(model, "input_size", None) or CNNPREF_SIZE)
+        options["input_size" if generator is not None else "image_size"] = size
         original = read_image(source, size)
         targets = features_of(model, original, args.layers)
     start = time.perf_counter()

@@ -80,13 +80,14 @@ def _picture_rgb01(image: Any) -> torch.Tensor:
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise ConfigError(describe("image", "a picture of real numbers on the 0-255 scale", f"dtype {arr.dtype}",
                                    raw=True))
+    shape = arr.shape
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
         raise ShapeError(describe("image", "a picture (H, W, 3), (N, H, W, 3), (H, W), (H, W, 1) or (N, H, W, 1) "
-                                  "on the 0-255 scale, or a model-input tensor (N, C, H, W)", f"shape {arr.shape}",
+                                  "on the 0-255 scale, or a model-input tensor (N, C, H, W)", f"shape {shape}",
                                   raw=True, hint="Grey batches need a channel axis: (N, H, W, 1)."))
     t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(0, 3, 1, 2) / 255.0
     if not bool(torch.isfinite(t).all()):
