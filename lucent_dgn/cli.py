@@ -15,6 +15,7 @@ from .errors import ConfigError, LucentDGNError, describe
 __all__ = ["main", "load_model_by_name", "load_generator_by_name"]
 
 VARIANT_NAMES = ("gd", "lbfgs", "dgn_gd", "dgn_lbfgs")
+INVERT_VARIANTS = ("icnn_gd", "icnn_lbfgs", "icnn_dgn_gd", "icnn_dgn_lbfgs")
 SHIPPED_MODELS = ("fashion", "fashion-judge")
 
 
@@ -133,9 +134,9 @@ def _cmd_examples(args: argparse.Namespace) -> int:
     generator = load_generator_by_name(args.generator, args.generator_weights) if args.generator else None
     layer = args.layer or {"lower": "conv1", "higher": "fc8"}[args.kind]
     units = _units(args.units) if args.units else None
-    run_examples(model, layer, args.kind, out, generator=generator, units=units, bounds_file=args.bounds_file,
-                 steps=args.steps, seed=args.seed, progress=not args.quiet)
-    print(f"wrote cnnpref's {args.kind}-layer examples to {out}")
+    record = run_examples(model, layer, args.kind, out, generator=generator, units=units, bounds_file=args.bounds_file,
+                          steps=args.steps, seed=args.seed, progress=not args.quiet, mode=args.mode)
+    print(f"wrote cnnpref's {args.kind}-layer examples to {out} in {record['mode']} mode ({record['mode_description']})")
     return 0
 
 
@@ -154,7 +155,7 @@ def _cmd_layers(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(argv: Sequence[str]) -> int:
-    from .generators.caffemodel import convert_caffemodel_cli
+    from .convert import convert_caffemodel_cli
     return int(convert_caffemodel_cli(list(argv)))
 
 
@@ -163,9 +164,89 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
     return int(train_generator_command(args))
 
 
+def _invert_bounds(spec: str, generator) -> dict:
+    """``--code-bounds``: 'auto', 'icnn' or an act_range file -> the lower/upper options."""
+    from pathlib import Path
+    if spec == "icnn" or (spec == "auto" and not int(getattr(generator, "code_count", 0) or 0)):
+        return {"lower": 0.0, "upper": 100.0}
+    if spec == "auto":
+        lower, upper = generator.code_bounds(k=3.0)
+        return {"lower": lower, "upper": upper}
+    if not Path(spec).is_file():
+        raise ConfigError(describe("--code-bounds", "'auto', 'icnn' or an existing act_range file", spec))
+    return {"lower": 0.0, "upper": spec}
+
+
 def _cmd_invert(args: argparse.Namespace) -> int:
-    from .icnn.cli import invert_command
-    return int(invert_command(args))
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+    from ._io import ensure_writable_dir, save_json, save_npy
+    from .icnn.presets import ICNN_VARIANTS, invert
+    from .icnn.targets import features_of, load_features, model_input_space, read_image
+    from .layers import resolve_layer
+    from .runs import versions
+    from .variants import get_variant
+    from .viz import save_png
+    _check_run_args(args)
+    _check_model_name(args.model)
+    source = Path(args.image)
+    is_features = source.suffix == ".npz"
+    if not is_features and not args.layers:
+        raise ConfigError(describe("--layers", "one or more layer names when IMAGE is an image", None,
+                                   "For example --layers relu3 or --layers conv1 conv2 relu3."))
+    if not source.is_file():
+        raise ConfigError(describe("IMAGE", "an existing image or .npz file", str(source)))
+    out = ensure_writable_dir(args.out, "--out")  # fail before any work
+    torch.set_num_threads(args.threads)
+    model = load_model_by_name(args.model, args.weights).to(args.device)
+    generator = None
+    options = {"layer_weights": args.layer_weights, "metric": args.metric}
+    if get_variant(args.variant).needs_generator:
+        generator = load_generator_by_name(args.generator, args.generator_weights).to(args.device)
+        options.update(_invert_bounds(args.code_bounds, generator))
+    elif args.space is not None:
+        options["space"] = args.space
+    if args.steps is not None:
+        options["maxiter" if "maxiter" in ICNN_VARIANTS[args.variant]["defaults"] else "iter_n"] = args.steps
+    original = None
+    if is_features:
+        targets = load_features(source, layers=args.layers)
+    else:
+        for layer in args.layers:
+            resolve_layer(model, layer, arg="--layers")
+        size = getattr(model, "input_size", None)
+        if size is None:
+            raise ConfigError(describe("--model", "a model that declares its input size (`input_size`)", args.model))
+        options["input_size" if generator is not None else "image_size"] = int(size)
+        original = read_image(source, int(size))
+        targets = features_of(model, original, args.layers)
+    start = time.perf_counter()
+    result = invert(model, targets, args.variant, generator, seed=args.seed, progress=not args.quiet, **options)
+    seconds = time.perf_counter() - start
+    files = []
+    for i, image in enumerate(result.images):
+        stem = "reconstruction" if len(result.images) == 1 else f"reconstruction_{i:03d}"
+        save_png(out / f"{stem}.png", image, mode="clip")
+        save_npy(out / f"{stem}.npy", image)
+        files.append(f"{stem}.png")
+    record = {"variant": args.variant, "model": args.model, "generator": args.generator if generator is not None
+              else None, "source": str(source), "layers": list(targets), "seed": args.seed,
+              "options": {k: v for k, v in options.items() if not isinstance(v, torch.Tensor)}, "files": files,
+              "loss_history": result.loss_history, "seconds": round(seconds, 3), "steps": result.steps,
+              "n_evals": result.n_evals, "versions": versions(),
+              "final_layer_losses": {key.split(":", 1)[1]: np.asarray(v).tolist()
+                                     for key, v in result.activations.items() if key.startswith("feature_match:")}}
+    if original is not None:
+        save_png(out / "original.png", original)
+        grey = model_input_space(model).to_rgb01(torch.as_tensor(result.model_input)).mean(1).flatten().numpy()
+        record["pixel_correlation"] = float(np.corrcoef(grey, original.mean(-1).flatten() / 255.0)[0, 1])
+    save_json(out / "settings.json", record)
+    print(f"wrote {', '.join(files)} (and .npy), settings.json to {out} ({args.variant}, {result.steps} steps, "
+          f"{seconds:.1f} s)")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -210,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--bounds-file", default=None, help="act_range file of upper code bounds (cnnpref 3x/fc6.txt)")
     e.add_argument("--steps", type=int, default=None)
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--mode", choices=("faithful", "fast"), default="faithful",
+                   help="faithful (default): reproduce cnnpref's scripts (one render per unit, SciPy's L-BFGS-B, "
+                        "cnnpref's jitter/momentum rule and return values); fast: batched, torch L-BFGS-B, "
+                        "corrected rules")
     e.add_argument("--out", required=True)
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--quiet", action="store_true")
@@ -230,8 +315,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train_generator)
 
     i = sub.add_parser("invert", help="reconstruct an image from its CNN features (icnn: pixel or DGN, GD or L-BFGS-B)")
-    from .icnn.cli import add_invert_arguments
-    add_invert_arguments(i)
+    i.add_argument("image", help="an image file (resized to the model's input size), or a .npz file of target "
+                                 "features (one array per layer, as lucent_dgn.save_features writes)")
+    i.add_argument("--layers", nargs="+", default=None,
+                   help="layers whose features are matched (required for an image; default for .npz: all)")
+    i.add_argument("--variant", default="icnn_dgn_gd", choices=INVERT_VARIANTS)
+    i.add_argument("--model", default="fashion", help="fashion (shipped), bvlc_alexnet, or a torchvision name")
+    i.add_argument("--weights", default=None, help="weights file of the model")
+    i.add_argument("--generator", default="fashion", help="generator for the DGN variants")
+    i.add_argument("--generator-weights", default=None, help="weights file of the generator")
+    i.add_argument("--code-bounds", default="auto",
+                   help="DGN code bounds: 'auto' (the generator's mean + 3 std when it stores code statistics, as "
+                        "icnn's act_range/3x; else icnn's [0, 100]), 'icnn' ([0, 100]), or an act_range file of "
+                        "upper bounds (lower 0)")
+    i.add_argument("--layer-weights", default="inverse_norm", choices=("inverse_norm", "equal"),
+                   help="inverse_norm: 1/||target||^2 normalised (icnn's scripts); equal: 1/L (bdpy's default)")
+    i.add_argument("--metric", default="mse", choices=("mse", "inner", "corr"))
+    i.add_argument("--space", default=None, choices=("caffe", "gray", "unit"),
+                   help="pixel variants: where the image is stored and decayed (default caffe, icnn's net space)")
+    i.add_argument("--steps", type=int, default=None, help="iterations (GD) or L-BFGS iterations")
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--out", required=True, help="output directory")
+    i.add_argument("--device", default="cpu")
+    i.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small nets)")
+    i.add_argument("--quiet", action="store_true", help="no progress bar")
     i.set_defaults(func=_cmd_invert)
 
     d = sub.add_parser("demo", help="offline demo: all four variants on the shipped Fashion-MNIST models")

@@ -22,7 +22,7 @@ from lucent_dgn._io import ensure_writable_dir
 from lucent_dgn.cnnpref.presets import prefer_img_gd
 from lucent_dgn.errors import (AmbiguousLayerError, BoundsError, ChecksumError, ConfigError, CorruptWeightsError,
                                LayerNotFoundError, LucentDGNError, MaskError, ShapeError, WeightsNotFoundError)
-from lucent_dgn.generators.caffemodel import (CaffeLayer, caffemodel_to_state_dict, read_caffemodel,
+from lucent_dgn.caffemodel import (CaffeLayer, caffemodel_to_state_dict, read_caffemodel,
                                               write_caffemodel)
 from lucent_dgn.layers import layer_shape, resolve_layer
 from lucent_dgn.objectives import as_bool_mask, masked_units, unit_mask, unit_masks
@@ -155,8 +155,14 @@ TABLE = [
     ("layer-module-of-another-model", lambda p: resolve_layer(TinyCaffeNet(), nn.Conv2d(3, 4, 5)),
      LayerNotFoundError, r"`layer` must be a submodule of the model; got 'Conv2d'"),
     # -------------------------------------------------------------------------------------- masks
-    ("mask-wrong-shape", lambda p: run(TinyCaffeNet(), masked_units("conv1", unit_mask((4, 15, 15), 0))),
-     MaskError, r"`mask` must be the feature shape of layer 'conv1', \(4, 14, 14\).*got shape \(4, 15, 15\)"),
+    ("mask-wrong-shape", lambda p: run(TinyCaffeNet(), masked_units("conv1", unit_mask((4, 15, 15), 0).numpy())),
+     MaskError, r"`mask` must be the feature shape of layer 'conv1', \(4, 14, 14\).*got shape \(4, 15, 15\)\. "
+                r"The map's height and width follow the input size.*fixed_image_size"),
+    ("mask-builder-other-channel-count", lambda p: run(TinyCaffeNet(), masked_units("conv1", unit_mask((5, 15, 15), 0))),
+     MaskError, r"got shape \(5, 15, 15\) from unit_mask\(\(5, 15, 15\), channel=0\)\. It selects among 5 channels "
+                r"and the layer has 4"),
+    ("mask-builder-absolute-position-resized", lambda p: run(TinyCaffeNet(), masked_units("conv1", unit_mask((4, 15, 15), 0, y=2))),
+     MaskError, r"Its y is given in absolute positions of the 15x15 map, and the map here is 14x14.*relative=True"),
     ("mask-wrong-batch", lambda p: run(TinyCaffeNet(), masked_units("conv1", unit_masks(CONV1, [0, 1, 2])),
                                        PixelImage(32, batch=2)),
      MaskError, r"\(2, 4, 14, 14\) \(batch size 2\); got shape \(3, 4, 14, 14\)"),

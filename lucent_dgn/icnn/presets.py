@@ -70,16 +70,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..cnnpref.prefer_img_dgn_gd import _PreviousCode
-from ..cnnpref.presets import CNNPREF_SIZE
+from ..cnnpref import presets as _cnnpref_presets  # noqa: F401  (registers the base variants gd ... dgn_lbfgs)
+from ..cnnpref._compat import _PreviousCode
 from ..errors import ConfigError, describe
 from ..layers import layer_shapes, resolve_layer
 from ..objectives.feature_match import feature_match
 from ..objectives.regularizers import p_norm, total_variation
-from ..recipes import Pieces, Recipe, Variant, get_variant, recipe, register_variant, split_options
 from ..render._setup import resolve_input_space
 from ..render.result import RenderResult
-from .targets import model_input_space
+from ..variants import Pieces, Recipe, Variant, get_variant, recipe, register_variant, split_options
 
 __all__ = ["ICNN_VARIANTS", "OBJECTIVE_DEFAULTS", "invert", "fashion_settings"]
 
@@ -129,28 +128,34 @@ def _infer_batch(targets: Mapping[str, Any], shapes: Mapping[str, Tuple[int, ...
     return rows.pop() if rows else 1
 
 
-def _check_against(spec: Recipe, options: Dict[str, Any], fm: Any, model: nn.Module, size_key: str) -> None:
-    """Fill the batch size from per-item targets and check the targets against ``model``."""
-    size = int(options[size_key] or getattr(model, "input_size", None) or CNNPREF_SIZE)
-    input_shape = (model_input_space(model).channels, size, size)
-    targets = options["targets"]
-    names = {k: resolve_layer(model, k, arg=f"targets[{k!r}]")[0] for k in targets}
-    shapes = layer_shapes(model, list(names.values()), input_shape)
-    if "batch" not in spec.given:
-        options["batch"] = _infer_batch(targets, {k: shapes[n] for k, n in names.items() if n in shapes})
-    fm.check(model, input_shape, batch=int(options["batch"]))
+def _input_shape(model: nn.Module, param: Any) -> Tuple[int, ...]:
+    """(C, H, W) of the images ``param`` gives ``model`` (in the space a render resolves by default)."""
+    with torch.no_grad():
+        return tuple(param(resolve_input_space(model, param, None, True)).shape[1:])
 
 
 def _builder(base_name: str) -> Callable[[Recipe, Optional[nn.Module]], Pieces]:
     def build(spec: Recipe, model: Optional[nn.Module]) -> Pieces:
         base = get_variant(base_name)
         options = {**base.defaults, **spec.options}
-        objective = spec.objective
-        if objective is None:
-            objective, fm = _objective(spec)
-            if model is not None:
-                _check_against(spec, options, fm, model, "input_size" if base.needs_generator else "image_size")
-        return base.build(dataclasses.replace(spec, objective=objective, options=options), model)
+        if spec.objective is not None:
+            return base.build(dataclasses.replace(spec, options=options), model)
+        objective, fm = _objective(spec)
+        pieces = base.build(dataclasses.replace(spec, objective=objective, options=options), model)
+        if model is None:
+            return pieces
+        # Before any work: the targets against the model; the batch size from per-item targets.
+        input_shape = _input_shape(model, pieces.param)
+        if "batch" not in spec.given:
+            targets = options["targets"]
+            names = {k: resolve_layer(model, k, arg=f"targets[{k!r}]")[0] for k in targets}
+            shapes = layer_shapes(model, list(names.values()), input_shape)
+            batch = _infer_batch(targets, {k: shapes[n] for k, n in names.items() if n in shapes})
+            if batch != options["batch"]:
+                options["batch"] = batch
+                pieces = base.build(dataclasses.replace(spec, objective=objective, options=options), model)
+        fm.check(model, input_shape, batch=pieces.param.batch_size)
+        return pieces
     return build
 
 

@@ -5,9 +5,12 @@
 
 This is the image prior of Nguyen et al. 2016 (DGN-AM, arXiv:1605.09304) with the DeePSiM
 generators of Dosovitskiy & Brox 2016 (arXiv:1602.02644), as used by cnnpref's
-``prefer_img_dgn_gd`` / ``prefer_img_dgn_lbfgs``. No clamp sits in the gradient path: the model
-sees the raw generator output (clamping is for display only), and pixels outside the crop get
-exactly zero gradient.
+``prefer_img_dgn_gd`` / ``prefer_img_dgn_lbfgs``. In lucent_dgn's render loop no clamp sits in
+the gradient path: the model sees the raw generator output (clamping is for display only), and
+pixels outside the crop get exactly zero gradient. Under Lucent's ``render_vis``
+(:meth:`~lucent_dgn.parameterizations.base.Parameterization.lucent_param_f`) the image is RGB
+clipped to [0, 1] with a straight-through gradient, the code is projected into its bounds after
+every optimizer step, and the generator is called statelessly (detached weights, eval mode).
 """
 from __future__ import annotations
 
@@ -88,12 +91,12 @@ class DGNImage(Parameterization):
             self.project_()
 
     def frozen_modules(self) -> List[nn.Module]:
-        """Modules the render loop freezes (the generator)."""
+        """Modules the render loop freezes (the generator), called through :meth:`call_frozen`."""
         return [self.generator]
 
     def generate(self) -> torch.Tensor:
         """Full generator output (N, C, G, G) in the generator's output space."""
-        return self.generator(self.variable)
+        return self.call_frozen(self.generator, self.variable)
 
     def fit_to_model(self, image: torch.Tensor) -> torch.Tensor:
         """Crop or resize a generator image to the model's input size (no clamp)."""
