@@ -18,10 +18,10 @@ see :func:`~lucent_dgn.feature_match`) and the base variant's (``iter_n``/``maxi
 ``image_size``/``input_size``, ``batch``, ``seed``, ``solver`` ..., and the regularisers
 ``p_norm_weight``/``tv_weight``); :func:`lucent_dgn.recipe_options` lists them with their defaults.
 
-Sources of the defaults (KamitaniLab/icnn: the ``reconstruct_image`` defaults of
-``icnn/icnn_*.py``, and its example scripts ``examples/recon_img_from_true_feature_icnn_*.py``,
-which reproduce Shen et al. 2019; bdpy's ``bdpy.recon.torch.icnn.reconstruct`` ports
-``icnn_gd``/``icnn_dgn_gd`` to PyTorch with the same defaults except where noted):
+Sources of the defaults: KamitaniLab/icnn, the code of Shen et al. 2019 (the ``reconstruct_image``
+defaults of ``icnn/icnn_*.py`` and its example scripts ``examples/recon_img_from_true_feature_icnn_*.py``),
+and bdpy's ``bdpy.recon.torch.icnn.reconstruct``, which ports ``icnn_gd``/``icnn_dgn_gd`` to PyTorch
+with the same defaults except where noted:
 
 * loss: the sum of squared errors per layer (icnn ``loss_type='l2'``, its ``L2_loss``; bdpy
   ``MSELoss(reduction='sum')``); layers weighted by the inverse squared norm of their target,
@@ -78,7 +78,7 @@ from ..objectives.feature_match import feature_match
 from ..objectives.regularizers import p_norm, total_variation
 from ..render._setup import resolve_input_space
 from ..render.result import RenderResult
-from ..variants import Pieces, Recipe, Variant, get_variant, recipe, register_variant, split_options
+from ..variants import Pieces, Recipe, Variant, _record, get_variant, recipe, register_variant, split_options
 
 __all__ = ["ICNN_VARIANTS", "OBJECTIVE_DEFAULTS", "invert", "fashion_settings"]
 
@@ -239,12 +239,14 @@ def invert(model: nn.Module, targets: Mapping[str, Any], variant: str = "icnn_dg
     if return_pre_update_image and ICNN_VARIANTS[variant]["base"] != "dgn_gd":
         raise ConfigError(describe("return_pre_update_image", "False except for variant 'icnn_dgn_gd'", True))
     options, render_options = split_options(kwargs)
-    pieces = recipe(variant, generator=generator, targets=targets, **options).build(model)
+    chosen = recipe(variant, generator=generator, targets=targets, **options)
     if not return_pre_update_image:
-        return pieces.render(model, **render_options)
+        return chosen.render(model, **render_options)
+    pieces = chosen.build(model)
     tracker = _PreviousCode(pieces.param.variable)
     render_options["callbacks"] = list(render_options.get("callbacks", ())) + [tracker]
     result = pieces.render(model, **render_options)
+    result.settings["options"] = {k: _record(chosen.options[k]) for k in chosen.given}
     param = pieces.param
     space = resolve_input_space(model, param, render_options.get("input_space"), render_options.get("preprocess", True))
     with torch.no_grad():

@@ -27,8 +27,8 @@ Layer weights ``w_{l,b}``:
 * ``None`` or ``"equal"`` (default): ``1 / L`` for every layer -- bdpy's ``icnn.reconstruct`` and
   icnn's ``reconstruct_image`` default (ones normalised to sum to 1).
 * ``"inverse_norm"``: ``(1 / ||t_{l,b}||^2) / sum_l' (1 / ||t_{l',b}||^2)`` -- the inverse squared
-  norm of each layer's target, normalised to sum to 1 per item, as icnn's example scripts
-  (``examples/recon_img_from_*_feature_icnn_*.py``) and Shen et al. 2019 weight the layers. The
+  norm of each layer's target, normalised to sum to 1 per item, as the example scripts of icnn
+  (``examples/recon_img_from_*_feature_icnn_*.py``, the code of Shen et al. 2019) weight them. The
   norm is taken over the selected units (icnn's scripts use masks of all ones, so it is the same).
 * a mapping ``{layer: weight}``: used as given, like bdpy and icnn (no normalisation); every
   target layer needs a weight, and a weight for a layer without a target is an error.
@@ -157,8 +157,8 @@ class _Layer:
             return t
         rule = (f"the feature shape of layer {self.key!r}, {feature}, or one target per batch item, "
                 f"{(batch,) + feature} (batch size {batch})")
-        raise ShapeError(describe(f"targets[{self.key!r}]", rule, f"shape {tuple(t.shape)}", raw=True,
-                                  hint="Targets from lucent_dgn.features_of(model, image, layers) have the right shape."))
+        hint = "Targets from lucent_dgn.features_of(model, image, layers) have the right shape."
+        raise ShapeError(describe(f"targets[{self.key!r}]", rule, f"shape {tuple(t.shape)}", hint, raw=True))
 
     def _mask_rows(self, feature: Tuple[int, ...], batch: int) -> Optional[torch.Tensor]:
         m = self.mask
@@ -413,8 +413,8 @@ def feature_match(targets: Mapping[str, Any], layer_weights: Any = None, masks: 
             (a leading axis of 1 is shared too). Numpy arrays, tensors or nested lists; finite.
             Names are dotted paths (``"features.8"``) or Lucent underscore names.
         layer_weights: None / ``"equal"`` (default, 1/L each, bdpy's and icnn's default),
-            ``"inverse_norm"`` (1/||t||^2 normalised to sum to 1, icnn's scripts and Shen et al.
-            2019), or a mapping {layer: weight >= 0} used as given.
+            ``"inverse_norm"`` (1/||t||^2 normalised to sum to 1, icnn's example scripts), or a
+            mapping {layer: weight >= 0} used as given.
         masks: optional layer -> binary mask selecting the units that count: the layer's feature
             shape, or one mask per item (B, ...). Layers without a mask use every unit.
         metric: ``"mse"`` (default: sum of squared errors, bdpy/icnn), ``"inner"`` (minus the inner
