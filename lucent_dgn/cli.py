@@ -184,7 +184,7 @@ def _cmd_invert(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     from ._io import ensure_writable_dir, save_json, save_npy
-    from .icnn.presets import ICNN_VARIANTS, invert
+    from .icnn.presets import ICNN_VARIANTS, fashion_settings, invert
     from .icnn.targets import features_of, load_features, model_input_space, read_image
     from .layers import resolve_layer
     from .runs import versions
@@ -203,11 +203,13 @@ def _cmd_invert(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = load_model_by_name(args.model, args.weights).to(args.device)
     generator = None
-    options = {"layer_weights": args.layer_weights, "metric": args.metric}
     if get_variant(args.variant).needs_generator:
         generator = load_generator_by_name(args.generator, args.generator_weights).to(args.device)
+    options = dict(fashion_settings(generator)[args.variant]) if args.preset == "fashion" else {}
+    options.update(layer_weights=args.layer_weights, metric=args.metric)
+    if generator is not None and (args.preset == "icnn" or args.code_bounds != "auto"):
         options.update(_invert_bounds(args.code_bounds, generator))
-    elif args.space is not None:
+    if generator is None and args.space is not None:
         options["space"] = args.space
     if args.steps is not None:
         options["maxiter" if "maxiter" in ICNN_VARIANTS[args.variant]["defaults"] else "iter_n"] = args.steps
@@ -220,7 +222,7 @@ def _cmd_invert(args: argparse.Namespace) -> int:
         size = getattr(model, "input_size", None)
         if size is None:
             raise ConfigError(describe("--model", "a model that declares its input size (`input_size`)", args.model))
-        options["input_size" if generator is not None else "image_size"] = int(size)
+        options.setdefault("input_size" if generator is not None else "image_size", int(size))
         original = read_image(source, int(size))
         targets = features_of(model, original, args.layers)
     start = time.perf_counter()
@@ -232,7 +234,7 @@ def _cmd_invert(args: argparse.Namespace) -> int:
         save_png(out / f"{stem}.png", image, mode="clip")
         save_npy(out / f"{stem}.npy", image)
         files.append(f"{stem}.png")
-    record = {"variant": args.variant, "model": args.model, "generator": args.generator if generator is not None
+    record = {"variant": args.variant, "preset": args.preset, "model": args.model, "generator": args.generator if generator is not None
               else None, "source": str(source), "layers": list(targets), "seed": args.seed,
               "options": {k: v for k, v in options.items() if not isinstance(v, torch.Tensor)}, "files": files,
               "loss_history": result.loss_history, "seconds": round(seconds, 3), "steps": result.steps,
@@ -324,10 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--weights", default=None, help="weights file of the model")
     i.add_argument("--generator", default="fashion", help="generator for the DGN variants")
     i.add_argument("--generator-weights", default=None, help="weights file of the generator")
+    i.add_argument("--preset", default="icnn", choices=("icnn", "fashion"),
+                   help="icnn: icnn's published defaults; fashion: lucent_dgn.icnn.fashion_settings, tuned for the "
+                        "shipped 28 px Fashion-MNIST classifier and generator")
     i.add_argument("--code-bounds", default="auto",
-                   help="DGN code bounds: 'auto' (the generator's mean + 3 std when it stores code statistics, as "
-                        "icnn's act_range/3x; else icnn's [0, 100]), 'icnn' ([0, 100]), or an act_range file of "
-                        "upper bounds (lower 0)")
+                   help="DGN code bounds: 'auto' (icnn preset: the generator's mean + 3 std when it stores code "
+                        "statistics, as icnn's act_range/3x, else icnn's [0, 100]; fashion preset: its own), 'icnn' "
+                        "([0, 100]), or an act_range file of upper bounds (lower 0)")
     i.add_argument("--layer-weights", default="inverse_norm", choices=("inverse_norm", "equal"),
                    help="inverse_norm: 1/||target||^2 normalised (icnn's scripts); equal: 1/L (bdpy's default)")
     i.add_argument("--metric", default="mse", choices=("mse", "inner", "corr"))

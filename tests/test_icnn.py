@@ -266,3 +266,13 @@ def test_cli_errors_are_one_line(small_files, tmp_path, capsys, args, message):
 def test_cli_missing_image(tmp_path, capsys):
     assert main(["invert", str(tmp_path / "none.png"), "--layers", "relu3", "--out", str(tmp_path / "o")]) == 2
     assert "`IMAGE` must be an existing image or .npz file" in capsys.readouterr().err
+
+
+def test_cli_fashion_preset_on_the_shipped_pair(tmp_path, capsys, garments):
+    Image.fromarray((garments[0, 0].numpy() * 255).astype(np.uint8)).save(tmp_path / "garment.png")
+    out = tmp_path / "out"
+    code = main(["invert", str(tmp_path / "garment.png"), "--layers", "relu3", "--preset", "fashion", "--steps", "3",
+                 "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "settings.json").read_text())
+    assert record["preset"] == "fashion" and record["options"]["lr"] == [0.5, 1e-10] and record["steps"] == 3

@@ -174,7 +174,7 @@ def _register() -> None:
 _register()
 
 
-def fashion_settings(generator: nn.Module, steps: Optional[int] = None) -> Dict[str, Dict[str, Any]]:
+def fashion_settings(generator: Optional[nn.Module] = None, steps: Optional[int] = None) -> Dict[str, Dict[str, Any]]:
     """Options per icnn variant for the shipped Fashion-MNIST pair (28 px grey images; the
     generator inverts the classifier's ``relu3``), where icnn's ImageNet defaults differ.
 
@@ -188,14 +188,16 @@ def fashion_settings(generator: nn.Module, steps: Optional[int] = None) -> Dict[
     Chosen on Fashion-MNIST test images 1000-1049 (``benchmarks/bench_invert.py --start 1000``):
     from ``relu3`` features, DGN gradient descent identifies 89 % of pairs with icnn's
     defaults and 3x bounds, 97 % with these. ``steps`` overrides every variant's iterations.
+    Without ``generator`` (it gives the code bounds) only the pixel variants are returned.
     """
-    lower, upper = generator.code_bounds(k=2.0)
     settings = {
         "icnn_gd": dict(space="gray", lr=(0.5, 1e-10), blur_sigma=(1.0, 0.5)),
         "icnn_lbfgs": dict(space="gray", maxiter=100),
-        "icnn_dgn_gd": dict(lower=lower, upper=upper, lr=(0.5, 1e-10)),
-        "icnn_dgn_lbfgs": dict(lower=lower, upper=upper, maxiter=100),
     }
+    if generator is not None:
+        lower, upper = generator.code_bounds(k=2.0)
+        settings["icnn_dgn_gd"] = dict(lower=lower, upper=upper, lr=(0.5, 1e-10))
+        settings["icnn_dgn_lbfgs"] = dict(lower=lower, upper=upper, maxiter=100)
     if steps is not None:
         for variant, options in settings.items():
             options["maxiter" if "maxiter" in ICNN_VARIANTS[variant]["defaults"] else "iter_n"] = int(steps)
