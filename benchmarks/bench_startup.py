@@ -1,4 +1,4 @@
-"""Item 9: start-up of the command line, as a ratio to ``python -c "import torch"``.
+"""Item 10: start-up of the command line, as a ratio to ``python -c "import torch"``.
 
 Three commands run as fresh processes, interleaved round by round (forward order in even rounds,
 reverse in odd ones) so that load from other jobs falls on all of them alike:
@@ -59,11 +59,11 @@ def run(quick: bool, threads: int = 1, log=print) -> List[Row]:
     """Rows for ``run.py``: the two ratios (target <= 1.5) and the baseline in seconds."""
     times = measure(5 if quick else 15)
     base = statistics.median(times["import torch"])
-    rows = [row(9, "9.import_torch_s", "start-up: python -c 'import torch' (s)", base, clock="wall",
+    rows = [row(10, "10.import_torch_s", "start-up: python -c 'import torch' (s)", base, clock="wall",
                 samples=len(times["import torch"]))]
-    for name, key in (("--help", "9.help"), ("argument error", "9.arg_error")):
+    for name, key in (("--help", "10.help"), ("argument error", "10.arg_error")):
         med = statistics.median(times[name])
-        rows.append(row(9, key, f"start-up: lucent-dgn {name} / import torch", med / base, "<= 1.5", clock="wall",
+        rows.append(row(10, key, f"start-up: lucent-dgn {name} / import torch", med / base, "<= 1.5", clock="wall",
                         median_s=med, baseline_s=base, samples=len(times[name])))
     log("startup: " + ", ".join(f"{n} {statistics.median(t):.2f} s" for n, t in times.items()))
     return rows

@@ -6,6 +6,9 @@ Three additions to Lucent, and cnnpref's four algorithms as their combinations:
 * a deep generator network parameterization (:class:`DGNImage`, DeePSiM generators);
 * an L-BFGS render loop beside momentum gradient descent (:func:`render`).
 
+icnn's feature inversion (Shen et al. 2019) is one more objective, :func:`feature_match`, with
+its four variants run by :func:`invert`.
+
 >>> import lucent_dgn as ld
 >>> model = ld.models.fashion_classifier()
 >>> result = ld.render(model, ld.masked_units("fc2", ld.unit_mask((10,), 3)),
@@ -28,10 +31,11 @@ from . import _lucent  # noqa: F401  (first: imports Lucent without kornia's Fut
 from . import errors
 from .cnnpref.presets import prefer_img_dgn_gd, prefer_img_dgn_lbfgs, prefer_img_gd, prefer_img_lbfgs
 from .errors import LucentDGNError
+from .icnn import features_of, invert, load_features, save_features
 from .interop.captum import as_neuron_selector
 from .layers import layer_shape, list_layers, resolve_layer
-from .objectives import (channel_mask, every_nth_channel, item_objective, masked_units, p_norm, region_mask,
-                         report_activation, total_variation, unit_mask, unit_masks)
+from .objectives import (channel_mask, every_nth_channel, feature_match, item_objective, masked_units, p_norm,
+                         region_mask, report_activation, total_variation, unit_mask, unit_masks)
 from .parameterizations import DGNImage, LucentParam, Parameterization, PixelImage
 from .recipes import Recipe, recipe, recipe_options, variant_names
 from .render import (Jitter, RenderResult, Snapshot, make_optimizer, preserve_pre_activations, render)
@@ -43,8 +47,8 @@ from .spaces import CaffeSpace, TorchvisionSpace, UnitSpace
 __all__ = [
     "__version__",
     # objectives
-    "masked_units", "unit_mask", "unit_masks", "channel_mask", "region_mask", "every_nth_channel", "p_norm",
-    "total_variation", "item_objective", "report_activation",
+    "masked_units", "feature_match", "unit_mask", "unit_masks", "channel_mask", "region_mask", "every_nth_channel",
+    "p_norm", "total_variation", "item_objective", "report_activation",
     # parameterizations
     "Parameterization", "PixelImage", "DGNImage", "LucentParam",
     # rendering
@@ -53,6 +57,8 @@ __all__ = [
     # presets: one entry point for the variants (cnnpref's four and any registered), and aliases
     "recipe", "Recipe", "recipe_options", "variant_names", "prefer_img_gd", "prefer_img_lbfgs", "prefer_img_dgn_gd",
     "prefer_img_dgn_lbfgs",
+    # feature inversion (icnn)
+    "invert", "features_of", "load_features", "save_features",
     # layers, spaces, interop, errors
     "resolve_layer", "list_layers", "layer_shape", "CaffeSpace", "TorchvisionSpace", "UnitSpace",
     "as_neuron_selector", "LucentDGNError", "errors", "models", "generators",

@@ -1,9 +1,9 @@
-"""``lucent-dgn`` command line: render, examples, layers, convert-caffemodel, train-generator, demo.
+"""``lucent-dgn`` command line: render, examples, layers, convert-caffemodel, train-generator, invert, demo.
 
 Exit status: 0 on success; 2 for a bad argument or input file, with one line on stderr
 (``lucent-dgn <command>: error: ...`` for a usage error, ``lucent-dgn: error: ...`` for a value
-found wrong after parsing), never a traceback; 130 after Ctrl-C (one line; ``render`` and
-``examples`` write nothing, ``demo`` keeps the parts it finished). Every value is checked before
+found wrong after parsing), never a traceback; 130 after Ctrl-C (one line; ``render``,
+``examples`` and ``invert`` write nothing, ``demo`` keeps the parts it finished). Every value is checked before
 any model is loaded or any file written.
 
 Parsing imports the package core and the small modules that name the choices (variants,
@@ -438,6 +438,107 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
         return int(train_generator_command(args))
 
 
+# ------------------------------------------------------------------------------------------ invert
+def _invert_bounds(spec: str, generator: Any) -> Dict[str, Any]:
+    """``--code-bounds``: 'auto', 'icnn' or an act_range file -> the lower/upper options."""
+    if spec == "icnn" or (spec == "auto" and not int(getattr(generator, "code_count", 0) or 0)):
+        return {"lower": 0.0, "upper": 100.0}
+    if spec == "auto":
+        lower, upper = generator.code_bounds(k=3.0)
+        return {"lower": lower, "upper": upper}
+    if not Path(spec).is_file():
+        raise ConfigError(describe("--code-bounds", "'auto', 'icnn' or an existing act_range file", spec))
+    return {"lower": 0.0, "upper": spec}
+
+
+def _cmd_invert(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+    import torch
+    from ._io import save_json, save_npy
+    from .icnn.presets import ICNN_VARIANTS, fashion_settings, invert
+    from .icnn.targets import features_of, load_features, model_input_space, read_image
+    from .layers import resolve_layer
+    from .registry import check_model_name, load_generator_by_name, load_model_by_name
+    from .runs import versions
+    from .variants import get_variant
+    from .viz import save_png
+    _check_common(args)
+    check_model_name(args.model)
+    source = Path(args.image)
+    is_features = source.suffix == ".npz"
+    if not is_features and not args.layers:
+        raise ConfigError(describe("--layers", "one or more layer names when IMAGE is an image", None,
+                                   "For example --layers relu3 or --layers conv1 conv2 relu3."))
+    if not source.is_file():
+        raise ConfigError(describe("IMAGE", "an existing image or .npz file", str(source)))
+    out, created = _out_dir(args.out)
+    try:
+        with _stop_on_ctrl_c():
+            torch.set_num_threads(args.threads)
+            with _blame("--weights", args.weights):
+                model = load_model_by_name(args.model, args.weights).to(args.device)
+            generator = None
+            if get_variant(args.variant).needs_generator:
+                with _blame("--generator-weights", args.generator_weights):
+                    generator = load_generator_by_name(args.generator, args.generator_weights).to(args.device)
+            options = dict(fashion_settings(generator)[args.variant]) if args.preset == "fashion" else {}
+            options.update(layer_weights=args.layer_weights, metric=args.metric)
+            if generator is not None and (args.preset == "icnn" or args.code_bounds != "auto"):
+                options.update(_invert_bounds(args.code_bounds, generator))
+            if generator is None and args.space is not None:
+                options["space"] = args.space
+            if args.steps is not None:
+                options["maxiter" if "maxiter" in ICNN_VARIANTS[args.variant]["defaults"] else "iter_n"] = args.steps
+            original = None
+            if is_features:
+                targets = load_features(source, layers=args.layers)
+            else:
+                for layer in args.layers:
+                    resolve_layer(model, layer, arg="--layers")
+                size = getattr(model, "input_size", None)
+                if size is None:
+                    raise ConfigError(describe("--model", "a model that declares its input size (`input_size`)",
+                                               args.model))
+                options.setdefault("input_size" if generator is not None else "image_size", int(size))
+                original = read_image(source, int(size))
+                with _sized("the model's input size", model, int(size)):
+                    targets = features_of(model, original, args.layers)
+            start = time.perf_counter()
+            result = invert(model, targets, args.variant, generator, seed=args.seed, progress=not args.quiet,
+                            **options)
+            if result.interrupted:  # the loop returned early on a KeyboardInterrupt
+                raise CommandInterrupted(NOTHING_WRITTEN)
+            seconds = time.perf_counter() - start
+    except BaseException:
+        if created:
+            _remove_if_empty(out)
+        raise
+    files = []
+    for i, image in enumerate(result.images):
+        stem = "reconstruction" if len(result.images) == 1 else f"reconstruction_{i:03d}"
+        save_png(out / f"{stem}.png", image, mode="clip")
+        save_npy(out / f"{stem}.npy", image)
+        files.append(f"{stem}.png")
+    record = {"variant": args.variant, "preset": args.preset, "model": args.model,
+              "generator": args.generator if generator is not None else None, "source": str(source),
+              "layers": list(targets), "seed": args.seed,
+              "options": {k: v for k, v in options.items() if not isinstance(v, torch.Tensor)}, "files": files,
+              "loss_history": result.loss_history, "seconds": round(seconds, 3), "steps": result.steps,
+              "n_evals": result.n_evals, "versions": versions(),
+              "final_layer_losses": {key.split(":", 1)[1]: np.asarray(v).tolist()
+                                     for key, v in result.activations.items() if key.startswith("feature_match:")}}
+    if original is not None:
+        save_png(out / "original.png", original)
+        grey = model_input_space(model).to_rgb01(torch.as_tensor(result.model_input)).mean(1).flatten().numpy()
+        record["pixel_correlation"] = float(np.corrcoef(grey, original.mean(-1).flatten() / 255.0)[0, 1])
+    save_json(out / "settings.json", record)
+    print(f"wrote {', '.join(files)} (and .npy), settings.json to {out} ({args.variant}, {result.steps} steps, "
+          f"{seconds:.1f} s)")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     _check_common(args)
@@ -460,7 +561,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, device: bool = True) -> None
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``lucent-dgn`` argument parser (imports no torchvision and loads no weights)."""
-    from .recipes import variant_names
+    from .recipes import get_variant, variant_names
     from .registry import GENERATOR_NAMES, SHIPPED_MODELS
     from .runs import PRESETS
     models_help = (f"{', '.join(SHIPPED_MODELS)} (shipped), bvlc_alexnet, or a torchvision classifier name "
@@ -479,7 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
     which = r.add_mutually_exclusive_group(required=True)
     which.add_argument("--units", help="channels whose centre unit to render: 0,3,6, 0:96:3 or all")
     which.add_argument("--mask", help=".npy file of unit masks, (C[, H, W]) or (B, C[, H, W]), one image per mask")
-    r.add_argument("--variant", nargs="+", default=["gd"], choices=variant_names(),
+    unit_variants = [v for v in variant_names() if get_variant(v).needs_units]  # not icnn's (see invert)
+    r.add_argument("--variant", nargs="+", default=["gd"], choices=unit_variants,
                    help="one or more variants (default: gd)")
     r.add_argument("--generator", default="fashion", choices=GENERATOR_NAMES,
                    help="generator of the dgn variants: " + ", ".join(GENERATOR_NAMES) + " (default: fashion)")
@@ -539,6 +641,39 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.cli import add_train_generator_arguments
     add_train_generator_arguments(t)
     t.set_defaults(func=_cmd_train_generator)
+
+    from .icnn.presets import ICNN_VARIANTS
+    i = sub.add_parser("invert", help="reconstruct an image from its CNN features (icnn: pixel or DGN, GD or "
+                                      "L-BFGS-B)",
+                       description="Reconstruct an image from its features in one or more layers (icnn's feature "
+                                   "inversion); writes the reconstruction (PNG and .npy) and settings.json.")
+    i.add_argument("image", help="an image file (resized to the model's input size), or a .npz file of target "
+                                 "features (one array per layer, as lucent_dgn.save_features writes)")
+    i.add_argument("--layers", nargs="+", default=None,
+                   help="layers whose features are matched (required for an image; default for .npz: all)")
+    i.add_argument("--variant", default="icnn_dgn_gd", choices=sorted(ICNN_VARIANTS),
+                   help="pixel or generator code, gradient descent or L-BFGS-B (default: icnn_dgn_gd)")
+    i.add_argument("--model", default="fashion", help=models_help)
+    i.add_argument("--weights", default=None, help="weights file of the model (default: the loading chain)")
+    i.add_argument("--generator", default="fashion", choices=GENERATOR_NAMES,
+                   help="generator of the dgn variants: " + ", ".join(GENERATOR_NAMES) + " (default: fashion)")
+    i.add_argument("--generator-weights", default=None, help="weights file of the generator")
+    i.add_argument("--preset", default="icnn", choices=("icnn", "fashion"),
+                   help="icnn: icnn's published defaults; fashion: lucent_dgn.icnn.fashion_settings, tuned for the "
+                        "shipped 28 px Fashion-MNIST classifier and generator")
+    i.add_argument("--code-bounds", default="auto",
+                   help="DGN code bounds: 'auto' (icnn preset: the generator's mean + 3 std when it stores code "
+                        "statistics, as icnn's act_range/3x, else icnn's [0, 100]; fashion preset: its own), 'icnn' "
+                        "([0, 100]), or an act_range file of upper bounds (lower 0)")
+    i.add_argument("--layer-weights", default="inverse_norm", choices=("inverse_norm", "equal"),
+                   help="inverse_norm: 1/||target||^2 normalised (icnn's scripts); equal: 1/L (bdpy's default)")
+    i.add_argument("--metric", default="mse", choices=("mse", "inner", "corr"),
+                   help="feature distance: mean squared error (default), inner product or correlation")
+    i.add_argument("--space", default=None, choices=("caffe", "gray", "unit"),
+                   help="pixel variants: where the image is stored and decayed (default caffe, icnn's net space)")
+    i.add_argument("--out", required=True, help="output directory")
+    _add_run_options(i)
+    i.set_defaults(func=_cmd_invert)
 
     d = sub.add_parser("demo", help="offline demo: all four variants on the shipped Fashion-MNIST models",
                        description="The offline demo: all four variants on the shipped Fashion-MNIST models, "

@@ -1,7 +1,8 @@
 """One entry point for the presets: ``recipe(variant, ...)`` -> :class:`Recipe` -> ``.render(model)``.
 
-This module loads the built-in variants (cnnpref's four, :mod:`lucent_dgn.cnnpref.presets`) into
-the registry of :mod:`lucent_dgn.variants` and re-exports its API.
+This module loads the built-in variants (cnnpref's four, :mod:`lucent_dgn.cnnpref.presets`, and
+icnn's four, :mod:`lucent_dgn.icnn.presets`) into the registry of :mod:`lucent_dgn.variants` and
+re-exports its API.
 
 >>> import lucent_dgn as ld
 >>> r = ld.recipe("gd", "fc8", ld.unit_mask((1000,), 1), iter_n=10)
@@ -11,6 +12,7 @@ the registry of :mod:`lucent_dgn.variants` and re-exports its API.
 from __future__ import annotations
 
 from .cnnpref import presets as _cnnpref_presets  # noqa: F401  (registers gd, lbfgs, dgn_gd, dgn_lbfgs)
+from .icnn import presets as _icnn_presets  # noqa: F401  (registers icnn_gd, icnn_lbfgs, icnn_dgn_gd, icnn_dgn_lbfgs)
 from .variants import (RENDER_OPTIONS, Pieces, Recipe, Variant, get_variant, recipe, recipe_options,
                        register_variant, split_options, variant_names)
 

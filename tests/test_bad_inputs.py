@@ -243,7 +243,7 @@ TABLE = [
     ("optimizer-unknown-factory", lambda p: make_optimizer("bfgs"), ConfigError,
      r"`optimizer` must be one of .*; got 'bfgs'"),
     ("variant-unknown", lambda p: render_units(TinyCaffeNet(), "conv1", [0], "dgn-gd"), ConfigError,
-     r"`variant` must be one of \['gd', 'lbfgs', 'dgn_gd', 'dgn_lbfgs'\]; got 'dgn-gd'\. Did you mean 'dgn_gd'"),
+     r"`variant` must be one of \['gd', 'lbfgs', 'dgn_gd', 'dgn_lbfgs'.*\]; got 'dgn-gd'\. Did you mean 'dgn_gd'"),
     ("variant-needs-generator", lambda p: render_units(TinyCaffeNet(), "conv1", [0], "dgn_lbfgs"), ConfigError,
      r"`generator` must be a generator module for variant 'dgn_lbfgs'; got None"),
     ("solver-unknown", lambda p: ld.recipe("lbfgs", "conv1", unit_mask(CONV1, 0), solver="fortran"), ConfigError,

@@ -29,7 +29,8 @@ def test_transforms_option_reaches_every_variant():
         seen.clear()
         options = {"maxiter": 2} if "maxiter" in ld.recipe_options(variant) else {"iter_n": 2}
         generator = gen if get_variant(variant).needs_generator else None
-        ld.recipe(variant, "fc8", FC8, generator, transforms=[spy], **options).render(net, progress=False)
+        targets = {} if get_variant(variant).needs_units else {"targets": {"fc8": np.ones(10, np.float32)}}
+        ld.recipe(variant, "fc8", FC8, generator, transforms=[spy], **options, **targets).render(net, progress=False)
         assert seen, variant
 
 

@@ -1,4 +1,4 @@
-"""Objectives for preferred images: masked units (cnnpref's loss), mask builders, regularisers.
+"""Objectives: masked units (cnnpref's loss), feature matching (icnn's), mask builders, regularisers.
 
 Every objective is a ``lucent.optvis.objectives.Objective``: it composes with Lucent's own
 objectives (``+ - *``) and runs under Lucent's ``render_vis`` as well as lucent_dgn's render loop.
@@ -11,6 +11,7 @@ objective actually sees when the input size, and with it the map's height and wi
 from __future__ import annotations
 
 from ._access import item_objective, read_activation, report_activation
+from .feature_match import feature_match
 from .masked import masked_units
 from .masks import (MaskSpec, as_bool_mask, channel_mask, every_nth_channel, region_mask, resolve_mask, unit_mask,
                     unit_masks)
@@ -18,6 +19,7 @@ from .regularizers import p_norm, total_variation, tv_map
 
 __all__ = [
     "masked_units",
+    "feature_match",
     "unit_mask",
     "unit_masks",
     "channel_mask",
