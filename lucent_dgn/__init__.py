@@ -24,12 +24,14 @@ from .cnnpref.presets import (Recipe, dgn_gd_recipe, dgn_lbfgs_recipe, gd_recipe
 from .errors import LucentDGNError
 from .interop.captum import as_neuron_selector
 from .layers import layer_shape, list_layers, resolve_layer
-from .objectives import (channel_mask, every_nth_channel, masked_units, p_norm, region_mask, total_variation,
-                         unit_mask, unit_masks)
+from .objectives import (SimulatedNeuron, black_box, channel_mask, every_nth_channel, masked_units, p_norm,
+                         region_mask, total_variation, unit_mask, unit_masks)
 from .parameterizations import DGNImage, LucentParam, Parameterization, PixelImage
 from .render import (Jitter, RenderResult, Snapshot, make_optimizer, preserve_pre_activations, render)
 from .render.gd import MomentumGD
+from .render.closed_loop import ClosedLoop
 from .render.lbfgs import LBFGSB, ScipyLBFGSB
+from .render.search import CMAES, GeneticSearch, RandomSearch
 from .render.torch_optim import TorchOptimizer
 from .spaces import CaffeSpace, TorchvisionSpace, UnitSpace
 
@@ -37,12 +39,14 @@ __all__ = [
     "__version__",
     # objectives
     "masked_units", "unit_mask", "unit_masks", "channel_mask", "region_mask", "every_nth_channel", "p_norm",
-    "total_variation",
+    "total_variation", "black_box", "SimulatedNeuron",
     # parameterizations
     "Parameterization", "PixelImage", "DGNImage", "LucentParam",
     # rendering
     "render", "RenderResult", "MomentumGD", "LBFGSB", "ScipyLBFGSB", "TorchOptimizer", "make_optimizer", "Jitter",
     "Snapshot", "preserve_pre_activations",
+    # gradient-free search and closed loops
+    "CMAES", "GeneticSearch", "RandomSearch", "ClosedLoop",
     # presets (cnnpref's four algorithms)
     "Recipe", "gd_recipe", "lbfgs_recipe", "dgn_gd_recipe", "dgn_lbfgs_recipe", "prefer_img_gd",
     "prefer_img_lbfgs", "prefer_img_dgn_gd", "prefer_img_dgn_lbfgs",

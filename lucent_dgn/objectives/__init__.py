@@ -7,6 +7,7 @@ Values are losses to minimise (negated activations), as in Lucent.
 from __future__ import annotations
 
 from ._access import read_activation
+from .black_box import SimulatedNeuron, black_box
 from .masked import masked_units
 from .masks import as_bool_mask, channel_mask, every_nth_channel, region_mask, unit_mask, unit_masks
 from .regularizers import p_norm, total_variation, tv_map
@@ -23,4 +24,6 @@ __all__ = [
     "total_variation",
     "tv_map",
     "read_activation",
+    "black_box",
+    "SimulatedNeuron",
 ]

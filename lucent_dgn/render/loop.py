@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, NonFiniteLossError, describe
+from ..errors import ConfigError, NonFiniteLossError, ShapeError, describe
 from ._setup import as_objective, as_optimizer, as_param, check_dtypes, device_of, run_checked
 from ..layers import list_layers
 from .hooks import INPUT, ActivationAccessor, ActivationCapture, frozen, preserve_pre_activations
@@ -39,6 +39,21 @@ log = logging.getLogger(__name__)
 Callback = Callable[[StepInfo], Optional[bool]]
 
 
+class _Record:
+    """What a step records of one evaluation: the loss, the (N,) activation and, lazily, the (N,)
+    per-item losses (``source`` is ``(reports, loss)`` to split on demand, or the losses themselves)."""
+
+    __slots__ = ("loss", "activation", "_items")
+
+    def __init__(self, loss: float, activation: np.ndarray, source: Any) -> None:
+        self.loss, self.activation, self._items = loss, activation, source
+
+    def item_losses(self, problem: "_RenderProblem") -> Optional[torch.Tensor]:
+        if isinstance(self._items, tuple):
+            self._items = problem._item_losses(*self._items)
+        return self._items
+
+
 class _RenderProblem:
     """Implements :class:`lucent_dgn.render.problem.Problem` for one render."""
 
@@ -50,11 +65,14 @@ class _RenderProblem:
         self.batch_size = param.batch_size  # read once: LucentParam computes it with a call of image_f()
         self.n_evals = 0
         self.step = -1
-        self._item_source: Optional[tuple] = None  # (reports, loss) of the last evaluation
+        self._last_eval: Optional[_Record] = None  # the record of the last evaluate()
         self.loss_history: List[float] = []
         self.activation_history: List[np.ndarray] = []
         self._step_loss: Optional[float] = None
         self._step_activation: Optional[np.ndarray] = None
+        self._step_record: Optional[_Record] = None
+        self._records: List[_Record] = []  # this step's evaluations, in order (candidates one each)
+        self._kept: Optional[_Record] = None  # the record the previous step kept
         self.capture: Optional[ActivationCapture] = None
         self.layers: List[str] = []
         self._names: Dict[Any, str] = {}  # layer reference -> dotted name, resolved once per render
@@ -97,20 +115,99 @@ class _RenderProblem:
             t.grad = torch.zeros_like(t) if g is None else g
         self.n_evals += 1
         value = loss.detach().double()
-        self._item_source = (T.reports, value)  # split per item only when an optimizer asks
-        # The step records its last evaluation: for GD the only one, for L-BFGS the accepted point.
-        self._step_loss = float(value)
-        self._step_activation = _activation(T, self._step_loss, self.batch_size)
+        # Per-item losses are split only when an optimizer asks. The step records its last evaluation
+        # unless the optimizer selects others (select_records).
+        self._last_eval = _Record(float(value), _activation(T, float(value), self.batch_size), (T.reports, value))
+        self._keep(self._last_eval)
         return value
+
+    def evaluate_candidates(self, candidates: torch.Tensor, max_batch: Optional[int] = None) -> torch.Tensor:
+        """Forward only (no gradient, ``param.variable`` unchanged) at P candidate variables.
+
+        Args:
+            candidates: (P, *variable.shape): P values of the whole (N, ...) variable.
+            max_batch: at most this many images per forward pass (None: all P x N in one).
+
+        Returns:
+            (P, N) float64 per-item losses, or (P, 1) when the objective's loss is not split by item
+            (each candidate is then scored as a whole). Counts P evaluations; each candidate is one
+            entry of this step's records (see :meth:`select_records`).
+        """
+        var, n = self.param.variable, self.batch_size
+        if not isinstance(candidates, torch.Tensor) or tuple(candidates.shape[1:]) != tuple(var.shape) \
+                or candidates.shape[0] < 1:
+            raise ShapeError(describe("candidates", f"a tensor (P, {', '.join(map(str, var.shape))})",
+                                      getattr(candidates, "shape", type(candidates).__name__)))
+        count = int(candidates.shape[0])
+        flat = candidates.detach().to(var.device, var.dtype).reshape((count * n,) + tuple(var.shape[1:]))
+        chunk = count if max_batch is None else max(1, int(max_batch) // n)
+        rows = []
+        with torch.no_grad():
+            for first in range(0, count, chunk):
+                block = flat[first * n:(first + chunk) * n]
+                x = self.transforms(torch.func.functional_call(self.param, {"variable": block}, ()))
+                if self.capture.names:
+                    self.capture.run(x)
+                for p in range(block.shape[0] // n):
+                    part = slice(p * n, (p + 1) * n)
+                    T = ActivationAccessor(self.model, {k: v[part] for k, v in self.capture.features.items()},
+                                           x[part], names=self._names)
+                    value = self._checked(self.objective(T).reshape(()), f"candidate {first + p}").double()
+                    record = _Record(float(value), _activation(T, float(value), n), (T.reports, value))
+                    self._records.append(record)
+                    items = record.item_losses(self)
+                    rows.append(value.reshape(1) if items is None else items)
+        self.n_evals += count
+        if any(r.numel() != rows[0].numel() for r in rows):
+            rows = [r.sum().reshape(1) for r in rows]
+        self._use(self._records[-1])
+        return torch.stack(rows).to(torch.float64)
+
+    def _checked(self, loss: torch.Tensor, where: str) -> torch.Tensor:
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"The objective became {loss.item()} at step {self.step} ({where}). Check the model for "
+                "overflowing activations or bound the parameters.")
+        return loss
+
+    def _keep(self, record: "_Record") -> None:
+        self._records.append(record)
+        self._use(record)
+
+    def _use(self, record: "_Record") -> None:
+        self._step_record = record
+        self._step_loss, self._step_activation = record.loss, record.activation
+
+    def select_records(self, index: Sequence[int]) -> None:
+        """Make this step's record the accepted point instead of the last evaluation.
+
+        ``index[i]`` picks, for item i, the ``index[i]``-th evaluation of this step (0-based; each
+        candidate of :meth:`evaluate_candidates` counts as one), or -1: the record the previous
+        step kept (the item did not move). One index applies to every item. Call it after the
+        step's last evaluation.
+        """
+        index = [int(k) for k in index]
+        index = index * self.batch_size if len(index) == 1 else index
+        if len(index) != self.batch_size or any(k < -1 or k >= len(self._records) for k in index) or \
+                (self._kept is None and -1 in index):
+            raise ConfigError(describe("index", f"{self.batch_size} integers in [-1, {len(self._records) - 1}]",
+                                       index, "-1 needs a record kept by an earlier step."))
+        chosen = [self._kept if k == -1 else self._records[k] for k in index]
+        if all(c is chosen[0] for c in chosen):
+            self._use(chosen[0])
+            return
+        items = [c.item_losses(self) for c in chosen]
+        if any(v is None for v in items):
+            raise ConfigError(describe("index", "one evaluation for every item when the loss is not split by item",
+                                       index))
+        mixed = torch.stack([v[i] for i, v in enumerate(items)])
+        activation = np.array([c.activation[i] for i, c in enumerate(chosen)], dtype=np.float32)
+        self._use(_Record(float(mixed.sum()), activation, mixed))
 
     @property
     def last_item_losses(self) -> Optional[torch.Tensor]:
         """(N,) per-item losses of the last evaluation, or None (computed on first access)."""
-        if self._item_source is None:
-            return None
-        if len(self._item_source) == 2:
-            self._item_source = self._item_source + (self._item_losses(*self._item_source),)
-        return self._item_source[2]
+        return None if self._last_eval is None else self._last_eval.item_losses(self)
 
     def _item_losses(self, reports: Dict[str, torch.Tensor], value: torch.Tensor) -> Optional[torch.Tensor]:
         """Per-item losses reported by the objective, if they add up to the total loss."""
@@ -127,6 +224,7 @@ class _RenderProblem:
         self.step = t
         self._step_loss = None
         self._step_activation = None
+        self._records = []
         self.transforms.resample(self.generator)
 
     def end_step(self, t: int) -> bool:
@@ -134,6 +232,7 @@ class _RenderProblem:
             return False
         self.loss_history.append(self._step_loss)
         self.activation_history.append(self._step_activation)
+        self._kept = self._step_record
         info = StepInfo(step=t, loss=self._step_loss, activation=self._step_activation, n_evals=self.n_evals,
                         param=self.param)
         if self.bar is not None and not self.bar.disable:
