@@ -112,7 +112,8 @@ class LBFGSB:
     Without bounds this is plain L-BFGS.
 
     Loss scale: multiplying the loss by any ``w > 0`` leaves every iterate unchanged (up to
-    rounding), except through ``gtol``, an absolute threshold on the gradient as in SciPy. The
+    rounding); only when the run stops can depend on it, through SciPy's stopping tests (``gtol`` is
+    an absolute threshold on the gradient, and ``ftol``'s scale has a floor of 1). The
     history's ``H`` scales as ``1/w``, the line search's tests and interpolation are ratios, and
     the first step (below) depends on the direction of ``d`` only.
 
@@ -139,7 +140,7 @@ class LBFGSB:
         max_ls: evaluations per line search (20). c1, c2: Armijo / curvature constants (1e-4, 0.9).
         curvature_eps: pair-skipping threshold on the cosine of s and y (1e-10).
         first_step: mean move per free coordinate of the first trial, as a fraction of the item's
-            scale (default 0.05); None = SciPy's rule.
+            scale (default 0.1); None = SciPy's rule.
         dtype: working dtype of x, gradients and history (None = the variable's; e.g. float64).
         per_item: per-item histories (True) or one joint vector (False).
 
@@ -148,7 +149,7 @@ class LBFGSB:
 
     def __init__(self, max_iter: Optional[int] = 500, history_size: int = 10,
                  ftol: float = 2.220446049250313e-09, gtol: float = 1e-5, max_ls: int = 20, c1: float = 1e-4,
-                 c2: float = 0.9, curvature_eps: float = 1e-10, first_step: Optional[float] = 0.05,
+                 c2: float = 0.9, curvature_eps: float = 1e-10, first_step: Optional[float] = 0.1,
                  dtype: Optional[torch.dtype] = None, per_item: bool = True) -> None:
         self.max_iter = None if max_iter is None else _num("max_iter", max_iter, True)
         self.m, self.max_ls = _num("history_size", history_size, True), _num("max_ls", max_ls, True)
