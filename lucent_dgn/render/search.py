@@ -40,7 +40,10 @@ chosen over pycma (``cma``) because its ask/tell keeps its random state in a per
 writes log files by default), its state is plain arrays and numbers (checkpoints without pickle),
 and its separable variant (``SepCMA``) costs O(D) per sample: 8 ms per generation of 40 at 4096
 dimensions on one core, where a full covariance needs an eigendecomposition of a 4096 x 4096 matrix
-per generation (seconds). Bounds are handled here, not by either library (see above).
+per generation (seconds). Bounds are handled here, not by either library (see above). ``cmaes`` is a
+runtime dependency, not an extra: these optimizers are public API like the gradient ones, and the
+package is small and pure Python on numpy, so an extra would only add an install step and an
+import error to explain.
 
 The variable after each step holds, per item, the best candidate evaluated so far (its record is
 the step's history entry); the strategy itself (the CMA mean, the GA population) is in
