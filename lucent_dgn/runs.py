@@ -16,17 +16,14 @@ import torch
 from torch import nn
 
 from ._io import ensure_writable_dir, save_json, save_npy
-from .cnnpref.presets import VARIANTS
-from .errors import ConfigError, describe
+from .cnnpref._compat import input_size as model_input_size
+from .recipes import get_variant, recipe
 from .layers import layer_shape
 from .objectives.masks import unit_masks
 from .render.result import RenderResult
 from .viz import save_grid, save_png, to_uint8
 
 __all__ = ["unit_mask_batch", "render_units", "save_units", "versions"]
-
-DGN_VARIANTS = ("dgn_gd", "dgn_lbfgs")
-
 
 def versions() -> Dict[str, str]:
     """Versions of Python and the packages a render depends on."""
@@ -58,11 +55,13 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
         model: the classifier.
         layer: layer reference (dotted path, Lucent underscore name or module).
         units: channel indices, one image each.
-        variant: ``"gd"``, ``"lbfgs"``, ``"dgn_gd"`` or ``"dgn_lbfgs"``.
-        generator: required by the DGN variants.
-        settings: keyword arguments of the variant's recipe (e.g. ``EXAMPLE_SETTINGS[...]``);
-            a ``"weight"`` entry is the unit weight (default 1.0).
-        input_size: the model's input size S; default ``model.input_size``, else 227.
+        variant: a registered variant (:func:`lucent_dgn.variant_names`: ``"gd"``, ``"lbfgs"``,
+            ``"dgn_gd"``, ``"dgn_lbfgs"`` ...).
+        generator: required by the variants that optimise a generator code.
+        settings: options of the variant's recipe (e.g. ``EXAMPLE_SETTINGS[...]``;
+            :func:`lucent_dgn.recipe_options`), ``weight`` included (default 1.0).
+        input_size: the model's input size S; default ``model.input_size`` (a ConfigError when the
+            model declares none).
         channels: input channels of the model (3 RGB, 1 grey); default 3.
         seed: seed of the render unless ``settings`` has one; default 0.
         batch: render all units in one batch (True) or one by one (False); the result is stacked.
@@ -72,26 +71,18 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
         RenderResult with N = len(units) images (N, S, S, 3).
 
     Raises:
-        ConfigError: an unknown variant, or a DGN variant without ``generator``.
+        ConfigError: an unknown variant or option, or a generator variant without ``generator``.
     """
-    if variant not in VARIANTS:
-        import difflib
-        close = difflib.get_close_matches(str(variant), list(VARIANTS), n=1)
-        raise ConfigError(describe("variant", f"one of {list(VARIANTS)}", variant,
-                                   f"Did you mean {close[0]!r}?" if close else ""))
-    if variant in DGN_VARIANTS and generator is None:
-        raise ConfigError(describe("generator", f"a generator for variant {variant!r}", None))
-    size = int(input_size or getattr(model, "input_size", 227))
+    spec = get_variant(variant)
+    options = dict(settings or {})
+    options.setdefault("seed", seed)
+    size = model_input_size(model, input_size)
     masks = unit_mask_batch(model, layer, units, size, channels)
-    kwargs = dict(settings or {})
-    weight = kwargs.pop("weight", 1.0)
-    kwargs.setdefault("seed", seed)
-    kwargs["progress"] = progress
-    fn = VARIANTS[variant]
-    args = (model, generator) if variant in DGN_VARIANTS else (model,)
+    gen = generator if spec.needs_generator else None
     if batch:
-        return fn(*args, layer, masks, weight, batch=len(units), **kwargs)
-    parts = [fn(*args, layer, masks[i], weight, **kwargs) for i in range(len(units))]
+        return recipe(variant, layer, masks, gen, batch=len(units), **options).render(model, progress=progress)
+    parts = [recipe(variant, layer, masks[i], gen, **options).render(model, progress=progress)
+             for i in range(len(units))]
     return _stack(parts)
 
 
@@ -116,7 +107,12 @@ def save_units(out_dir: Any, results: Mapping[str, RenderResult], layer: str, un
 
     Args:
         results: variant name -> RenderResult (N = len(units) images each).
-        rf_masks: optional (N, H, W, 1 or 3) receptive-field masks; masked copies are saved too.
+        rf_masks: optional (N, H, W, 1 or 3) receptive-field masks (0/1); masked copies are saved too,
+            as cnnpref's scripts save them: ``<stem>_masked.png`` is the saved PNG's bytes times the
+            mask (black outside the box), ``<stem>_masked.npy`` the 0-255 image times the mask.
+
+    Each image is saved from :attr:`RenderResult.images_255` (RGB, 0-255 scale) as
+    ``<stem>.png`` = ``normalise(clip_extreme(img, 0.04))`` and ``<stem>.npy`` (cnnpref's ``.mat``).
 
     Returns:
         the record written to ``settings.json`` (paths, activations, timings, settings, versions).
@@ -130,11 +126,13 @@ def save_units(out_dir: Any, results: Mapping[str, RenderResult], layer: str, un
         files = []
         for i, unit in enumerate(units):
             stem = f"preferred_img_{variant}_layer_{layer}_unit_{unit}"
-            img = result.images[i]
+            img = result.images_255[i]  # cnnpref saves and normalises the 0-255 images
             files.append(str(save_png(out / f"{stem}.png", img).name))
-            save_npy(out / f"{stem}.npy", img * 255.0)
+            save_npy(out / f"{stem}.npy", img)
             if rf_masks is not None:
-                save_png(out / f"{stem}_masked.png", _masked_png(img, rf_masks[i]))
+                mask = _rgb_mask(rf_masks[i], img)
+                save_png(out / f"{stem}_masked.png", to_uint8(img) * mask)
+                save_npy(out / f"{stem}_masked.npy", img * mask)
             grid_images.append(img)
         record["variants"][variant] = {
             "files": files, "final_activation": result.final_activation.tolist(), "steps": result.steps,
@@ -147,7 +145,7 @@ def save_units(out_dir: Any, results: Mapping[str, RenderResult], layer: str, un
     return record
 
 
-def _masked_png(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    u8 = to_uint8(img)
-    m = mask if mask.shape[-1] == u8.shape[-1] else np.repeat(mask[..., :1], u8.shape[-1], -1)
-    return (u8 * m).astype(np.uint8)
+def _rgb_mask(mask: np.ndarray, img: np.ndarray) -> np.ndarray:
+    """A (H, W, 1 or 3) uint8 receptive-field mask with the image's channels."""
+    mask = np.asarray(mask, dtype=np.uint8)
+    return mask if mask.shape[-1] == img.shape[-1] else np.repeat(mask[..., :1], img.shape[-1], -1)

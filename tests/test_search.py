@@ -160,30 +160,36 @@ def test_render_with_cmaes_climbs_without_gradients_and_leaves_global_state(fash
 
 
 def test_evaluate_candidates_matches_evaluate_and_changes_nothing(fashion):
-    from lucent_dgn.render.loop import _RenderProblem
-    from lucent_dgn.render.hooks import ActivationCapture, frozen
-    from lucent_dgn.render.transforms import Compose
     model, G = fashion
-    param = dgn(G, batch=3)
     mask = torch.zeros(3, 10)
     mask[range(3), [0, 4, 8]] = 1
-    prob = _RenderProblem(model, ld.masked_units("fc2", mask), param, Compose([]), torch.Generator(), 1, [], None)
-    cands = torch.stack([param.variable.detach() * s for s in (1.0, 0.5, 0.0)])
-    start = param.variable.detach().clone()
-    with frozen(model, G):
-        prob.validate()
-        with ActivationCapture(model, prob.layers) as cap:
-            prob.capture = cap
-            prob.begin_step(0)
-            losses = prob.evaluate_candidates(cands, max_batch=4)
-            assert losses.shape == (3, 3) and prob.n_evals == 3 and param.variable.grad is None
-            assert torch.equal(param.variable.detach(), start)
+    seen = {}
+
+    class Probe:
+        """An optimizer that scores three candidates, then evaluates the second one with gradients."""
+
+        def run(self, problem):
+            var = problem.param.variable
+            start = var.detach().clone()
+            cands = torch.stack([start * s for s in (1.0, 0.5, 0.0)])
+            problem.begin_step(0)
+            seen["losses"] = problem.evaluate_candidates(cands, max_batch=4)
+            seen["evals"], seen["grad"] = problem.n_evals, var.grad
+            seen["unchanged"] = torch.equal(var.detach(), start)
             with torch.no_grad():
-                param.variable.copy_(cands[1])
-            prob.evaluate()
-            assert torch.allclose(prob.last_item_losses, losses[1], rtol=1e-5, atol=1e-5)
+                var.copy_(cands[1])
+            problem.evaluate()
+            seen["items"] = problem.last_item_losses.clone()
             with pytest.raises(ShapeError):
-                prob.evaluate_candidates(cands[:, :2])
+                problem.evaluate_candidates(cands[:, :2])
+            problem.select_records([1])  # the step records candidate 1 for every item
+            problem.end_step(0)
+
+    result = ld.render(model, ld.masked_units("fc2", mask), dgn(G, batch=3), Probe(), 1, progress=False)
+    assert seen["losses"].shape == (3, 3) and seen["losses"].dtype == torch.float64
+    assert seen["evals"] == 3 and seen["grad"] is None and seen["unchanged"]
+    assert torch.allclose(seen["items"], seen["losses"][1], rtol=1e-5, atol=1e-5)
+    assert np.allclose(result.activation_history[0], -seen["losses"][1].numpy(), atol=1e-4)
 
 
 # ---------------------------------------------------------------------------------- black boxes
@@ -206,7 +212,7 @@ def test_black_box_render_needs_no_model_pass_and_climbs(fashion):
         assert images.min() >= 0 and images.max() <= 1
         return neuron_fn(model, 2)(images)
 
-    r = ld.render(nn.Identity(), ld.black_box(score), dgn(G, batch=1), ld.CMAES(popsize=6, seed=0), 8,
+    r = ld.render(None, ld.black_box(score), dgn(G, batch=1), ld.CMAES(popsize=6, seed=0), 8,
                   progress=False)
     assert calls[1] == (1, 28, 28, 3) and len(calls) == 1 + 8 * 6 + 1  # validation, candidates, final
     assert r.final_activation[0] > r.activation_history[0, 0] - 1e-6
@@ -221,10 +227,10 @@ def test_black_box_bad_scores_raise_one_clear_error(fashion):
     for fn, err, pattern in cases:
         fn.__name__ = "wrong"
         with pytest.raises(err, match=pattern):
-            ld.render(nn.Identity(), ld.black_box(fn), dgn(G, batch=1), ld.CMAES(popsize=4, seed=0), 2,
+            ld.render(None, ld.black_box(fn), dgn(G, batch=1), ld.CMAES(popsize=4, seed=0), 2,
                       progress=False)
     with pytest.raises(ConfigError, match="gradient-free"):
-        ld.render(nn.Identity(), ld.black_box(lambda im: np.zeros(len(im))), dgn(G, batch=1), "gd", 2,
+        ld.render(None, ld.black_box(lambda im: np.zeros(len(im))), dgn(G, batch=1), "gd", 2,
                   progress=False)
     for bad in (dict(score_fn=3), dict(score_fn=len, images="pil")):
         with pytest.raises(ConfigError):

@@ -17,7 +17,7 @@ from lucent.optvis.objectives import Objective
 
 from ..errors import ConfigError, NonFiniteLossError, ShapeError, describe
 from ..spaces import ImageSpace, UnitSpace
-from ._access import read_activation
+from ._access import item_objective, read_activation, report_activation
 
 __all__ = ["black_box", "check_scores", "to_display_rgb", "SimulatedNeuron"]
 
@@ -53,10 +53,21 @@ def check_scores(scores: Any, n: int, arg: str = "scores") -> np.ndarray:
 class _BlackBox:
     def __init__(self, fn: ScoreFn, images: str, name: str) -> None:
         self.fn, self.images, self.name = fn, images, name
+        self._last: Optional[tuple] = None  # (images tensor, its version, raw scores) of the last call
+
+    def _score(self, x: torch.Tensor, arg: Any) -> Any:
+        """The function's scores; a second call on the very same unchanged images (the render's
+        validation reads the objective twice) reuses them, so a rig shows each image once."""
+        last = self._last
+        if last is not None and last[0] is x and last[1] == x._version and not torch.is_grad_enabled():
+            return last[2]
+        raw = self.fn(arg)
+        self._last = (x, x._version, raw) if not torch.is_grad_enabled() else None
+        return raw
 
     def __call__(self, T: Any) -> torch.Tensor:
         x = read_activation(T, "input")
-        rgb = to_display_rgb(x.detach(), getattr(T, "input_space", None))
+        rgb = to_display_rgb(x.detach(), getattr(T, "input_space", None))  # (N, H, W, 3) in [0, 1]
         if torch.is_grad_enabled() and x.requires_grad and self.images == "numpy":
             raise ConfigError(describe("optimizer", "a gradient-free optimizer (CMAES, GeneticSearch, RandomSearch) "
                                        f"for the black box {self.name!r}", "one that needs gradients",
@@ -64,17 +75,14 @@ class _BlackBox:
                                        "differentiable function to use gradients.", raw=True))
         arg = rgb.float().cpu().numpy() if self.images == "numpy" else \
             to_display_rgb(x, getattr(T, "input_space", None))
-        raw, n, label = self.fn(arg), x.shape[0], f"{self.name}(images)"
+        raw, n, label = self._score(x, arg), x.shape[0], f"{self.name}(images)"
         if self.images == "torch" and isinstance(raw, torch.Tensor) and tuple(raw.shape) == (n,) \
                 and bool(torch.isfinite(raw.detach()).all()):
             scores = raw.to(x.dtype)  # keeps a differentiable function's graph
         else:
             scores = torch.as_tensor(check_scores(raw, n, label), dtype=x.dtype, device=x.device)
-        report = getattr(T, "report", None)
-        if report is not None:
-            report("activation", scores.detach())
-            report("loss", -scores.detach(), accumulate=True)
-        return -scores.sum()
+        report_activation(T, scores.detach())
+        return -scores
 
 
 def black_box(score_fn: ScoreFn, images: str = "numpy", name: Optional[str] = None) -> Objective:
@@ -91,9 +99,10 @@ def black_box(score_fn: ScoreFn, images: str = "numpy", name: Optional[str] = No
         name: the name in messages (default: the function's name).
 
     Returns:
-        A Lucent ``Objective`` reading only ``"input"``: ``render(model, black_box(f), param,
-        CMAES(), steps)`` never runs the model. Per item it reports the score as the activation and
-        ``-score`` as the item's loss, so a batch of N items runs N independent searches.
+        A per-item Lucent ``Objective`` (:func:`~lucent_dgn.objectives.item_objective`) reading only
+        ``"input"``: ``render(None, black_box(f), param, CMAES(), steps)`` needs no model. Its
+        per-item losses are ``-score`` and it reports the scores as its activation, so a batch of N
+        items runs N independent searches.
 
     Raises (when scores come back): ShapeError naming the function when they are not N numbers,
     NonFiniteLossError for NaN or infinite scores; ConfigError for numpy images under a gradient
@@ -104,7 +113,7 @@ def black_box(score_fn: ScoreFn, images: str = "numpy", name: Optional[str] = No
     if images not in IMAGE_KINDS:
         raise ConfigError(describe("images", "'numpy' or 'torch'", images))
     label = name or getattr(score_fn, "__name__", type(score_fn).__name__)
-    return Objective(_BlackBox(score_fn, images, label), name=label, description=f"Black box [{label}]")
+    return item_objective(_BlackBox(score_fn, images, label), name=label, description=f"Black box [{label}]")
 
 
 class SimulatedNeuron:
