@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import lucent_dgn as ld
 from lucent_dgn.errors import BoundsError, ConfigError, NonFiniteLossError, ShapeError
