@@ -140,7 +140,7 @@ class LBFGSB:
         max_ls: evaluations per line search (20). c1, c2: Armijo / curvature constants (1e-4, 0.9).
         curvature_eps: pair-skipping threshold on the cosine of s and y (1e-10).
         first_step: mean move per free coordinate of the first trial, as a fraction of the item's
-            scale (default 0.1); None = SciPy's rule.
+            scale (default 0.05); None = SciPy's rule.
         dtype: working dtype of x, gradients and history (None = the variable's; e.g. float64).
         per_item: per-item histories (True) or one joint vector (False).
 
@@ -149,7 +149,7 @@ class LBFGSB:
 
     def __init__(self, max_iter: Optional[int] = 500, history_size: int = 10,
                  ftol: float = 2.220446049250313e-09, gtol: float = 1e-5, max_ls: int = 20, c1: float = 1e-4,
-                 c2: float = 0.9, curvature_eps: float = 1e-10, first_step: Optional[float] = 0.1,
+                 c2: float = 0.9, curvature_eps: float = 1e-10, first_step: Optional[float] = 0.05,
                  dtype: Optional[torch.dtype] = None, per_item: bool = True) -> None:
         self.max_iter = None if max_iter is None else _num("max_iter", max_iter, True)
         self.m, self.max_ls = _num("history_size", history_size, True), _num("max_ls", max_ls, True)
