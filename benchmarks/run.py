@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 from _report import Row, format_table, skipped  # noqa: E402
 
-PARTS = ("loop", "lucent", "bdpy", "lbfgs", "ops", "batch", "threads2", "memory", "invert", "startup")
+PARTS = ("loop", "lucent", "bdpy", "lbfgs", "ops", "batch", "threads2", "memory", "invert", "search", "startup")
 
 
 def _machine() -> Dict[str, object]:

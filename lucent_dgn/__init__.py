@@ -34,13 +34,16 @@ from .errors import LucentDGNError
 from .icnn import features_of, invert, load_features, save_features
 from .interop.captum import as_neuron_selector
 from .layers import layer_shape, list_layers, resolve_layer
-from .objectives import (channel_mask, every_nth_channel, feature_match, item_objective, masked_units, p_norm,
-                         region_mask, report_activation, total_variation, unit_mask, unit_masks)
+from .objectives import (SimulatedNeuron, black_box, channel_mask, every_nth_channel, feature_match, item_objective,
+                         masked_units, p_norm, region_mask, report_activation, total_variation, unit_mask,
+                         unit_masks)
 from .parameterizations import DGNImage, LucentParam, Parameterization, PixelImage
 from .recipes import Recipe, recipe, recipe_options, variant_names
 from .render import (Jitter, RenderResult, Snapshot, make_optimizer, preserve_pre_activations, render)
 from .render.gd import MomentumGD
+from .render.closed_loop import ClosedLoop
 from .render.lbfgs import LBFGSB, ScipyLBFGSB
+from .render.search import CMAES, GeneticSearch, RandomSearch
 from .render.torch_optim import TorchOptimizer
 from .spaces import CaffeSpace, TorchvisionSpace, UnitSpace
 
@@ -48,12 +51,14 @@ __all__ = [
     "__version__",
     # objectives
     "masked_units", "feature_match", "unit_mask", "unit_masks", "channel_mask", "region_mask", "every_nth_channel",
-    "p_norm", "total_variation", "item_objective", "report_activation",
+    "p_norm", "total_variation", "item_objective", "report_activation", "black_box", "SimulatedNeuron",
     # parameterizations
     "Parameterization", "PixelImage", "DGNImage", "LucentParam",
     # rendering
     "render", "RenderResult", "MomentumGD", "LBFGSB", "ScipyLBFGSB", "TorchOptimizer", "make_optimizer", "Jitter",
     "Snapshot", "preserve_pre_activations",
+    # gradient-free search and closed loops
+    "CMAES", "GeneticSearch", "RandomSearch", "ClosedLoop",
     # presets: one entry point for the variants (cnnpref's four and any registered), and aliases
     "recipe", "Recipe", "recipe_options", "variant_names", "prefer_img_gd", "prefer_img_lbfgs", "prefer_img_dgn_gd",
     "prefer_img_dgn_lbfgs",

@@ -86,3 +86,24 @@ def spd_quadratic(dim: int = 12, seed: int = 3):
     a = q @ torch.diag(torch.logspace(0, 1.5, dim, dtype=torch.float64)) @ q.T
     b = torch.randn(1, dim, generator=gen, dtype=torch.float64)
     return (lambda x: 0.5 * ((x @ a) * x).sum(1) - (b * x).sum(1)), torch.linalg.solve(a, b[0])[None]
+
+
+class SearchProblem(FakeProblem):
+    """FakeProblem with the forward-only candidate evaluation and record selection of the render loop;
+    it keeps every candidate it scored (``seen``) to check the box."""
+
+    def __init__(self, param: BoxParam, loss_fn: LossFn, n_steps: int = 1000, **kw) -> None:
+        super().__init__(param, loss_fn, n_steps=n_steps, **kw)
+        self.seen: List[torch.Tensor] = []
+        self.selected: List[list] = []
+
+    def evaluate_candidates(self, candidates: torch.Tensor, max_batch=None) -> torch.Tensor:
+        self.seen.append(candidates.clone())
+        with torch.no_grad():
+            items = torch.stack([self.loss_fn(c) for c in candidates])
+        self.n_evals += candidates.shape[0]
+        self.events.append(("eval",))
+        return items.double() if self.item_losses else items.sum(1, keepdim=True).double()
+
+    def select_records(self, index) -> None:
+        self.selected.append(list(index))

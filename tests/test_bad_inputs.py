@@ -238,7 +238,7 @@ TABLE = [
      r"`steps` must be a positive integer; got 2\.5"),
     # ----------------------------------------------------------------------------------- names
     ("optimizer-unknown", lambda p: run(TinyCaffeNet(), conv1(), optimizer="adamw"), ConfigError,
-     r"`optimizer` must be one of \['gd', 'adam', 'lbfgs', 'lbfgsb', 'scipy-lbfgsb'\]; got 'adamw'\. "
+     r"`optimizer` must be one of \['gd', 'adam', 'lbfgs', 'lbfgsb', 'scipy-lbfgsb', 'cmaes', 'ga', 'random-search'\]; got 'adamw'\. "
      r"Did you mean 'adam'"),
     ("optimizer-unknown-factory", lambda p: make_optimizer("bfgs"), ConfigError,
      r"`optimizer` must be one of .*; got 'bfgs'"),

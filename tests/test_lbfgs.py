@@ -271,3 +271,65 @@ def test_print_overhead_per_evaluation_at_alexnet_input_size():
                   f"overhead {best:.2f} ms per evaluation (closure excluded, setup included)")
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("boxed", [True, False])
+def test_torch_lbfgsb_path_does_not_depend_on_the_loss_scale(boxed):
+    """Multiplying the loss by 1e10 (or 1e-6) changes no iterate: first step, line search, history."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3), nn.Tanh(), nn.Conv2d(6, 4, 3), nn.Tanh(), nn.Conv2d(4, 3, 3)).double()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    x0 = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 255
+    runs = []
+    for w in (1.0, 1e10, 1e-6):
+        loss_fn = lambda x, w=w: -w * net(x / 64.0)[torch.arange(2), torch.tensor([0, 2]), 2, 2]  # noqa: E731
+        prob = make(x0, (torch.tensor(0.0), torch.tensor(255.0)) if boxed else None, loss_fn, n_steps=25)
+        opt = LBFGSB(gtol=0.0, ftol=0.0)  # both stopping tests are SciPy's, with absolute parts
+        opt.run(prob)
+        runs.append((prob.param.variable.detach().clone(), opt.n_evals, opt.n_iter))
+    for x, n_evals, n_iter in runs[1:]:
+        assert (n_evals, n_iter) == runs[0][1:] and n_iter == 25
+        assert torch.allclose(x, runs[0][0], rtol=1e-7, atol=1e-7)
+
+
+def test_first_step_moves_a_fraction_of_the_box_whatever_the_gradient():
+    dim = 50
+    for w in (1e-3, 1.0, 1e9):
+        prob = make(torch.zeros(1, dim, dtype=torch.float64), (torch.full((1, dim), -2.0, dtype=torch.float64),
+                                                               torch.full((1, dim), 2.0, dtype=torch.float64)),
+                    lambda x, w=w: w * (x - 10.0).pow(2).sum(1) / dim, n_steps=1)
+        trials = []
+        evaluate = prob.evaluate
+
+        def record(evaluate=evaluate, prob=prob):
+            trials.append(prob.param.variable.detach().clone())
+            return evaluate()
+        prob.evaluate = record
+        LBFGSB(first_step=0.1).run(prob)
+        # the first trial moves every coordinate by 0.1 x the box width (4), towards the optimum
+        assert torch.allclose(trials[1], torch.full((1, dim), 0.4, dtype=torch.float64), atol=1e-12)
+
+
+def test_history_records_the_accepted_point_after_a_failed_line_search():
+    """SciPy's boxed first step P(x - g) with a 1e10 loss fails its line search: the record stays at the
+    start point (the variable), not at the last rejected trial."""
+    import lucent_dgn as ld
+    from lucent_dgn.models.fashion import fashion_classifier
+    model, judge = fashion_classifier(), fashion_classifier()  # the same weights, not hooked by the render
+    seen = []
+
+    def check(info):
+        with torch.no_grad():
+            logit = judge(info.param())[0, 3].item()
+        seen.append((info.activation[0], logit))
+    objective = ld.masked_units("fc2", ld.unit_mask((10,), 3), weight=1e10)
+    result = ld.render(model, objective, ld.PixelImage(28, space="gray", seed=0), LBFGSB(max_iter=3, first_step=None),
+                       3, progress=False, seed=0, callbacks=[check])
+    assert result.n_evals == 21 and seen  # the failed search of the old first step
+    for recorded, actual in seen:
+        assert recorded == pytest.approx(actual, abs=1e-4)
+    assert result.activation_history[-1, 0] == pytest.approx(result.final_activation[0], abs=1e-4)
+    scaled = ld.render(model, objective, ld.PixelImage(28, space="gray", seed=0), LBFGSB(max_iter=3), 3,
+                       progress=False, seed=0)
+    assert scaled.steps == 3 and scaled.final_activation[0] > result.final_activation[0] + 5.0

@@ -32,6 +32,7 @@ SMALL: Dict[str, Dict[str, Any]] = {
     "04_captum.ipynb": {"STEPS": 3, "N_IMAGES": 8, "IG_STEPS": 4, "IMAGES": "generator"},
     "05_imagenet.ipynb": {"STEPS": 2, "SIZE": 64, "CLASSES": {11: "goldfinch"}, "ALEXNET": "random"},
     "07_feature_inversion.ipynb": {"STEPS": 3, "N_IMAGES": 3},
+    "06_closed_loop_neuron_control.ipynb": {"GENERATIONS": 3, "POPSIZE": 6},
 }
 
 def _notebook_paths():

@@ -11,6 +11,7 @@ objective actually sees when the input size, and with it the map's height and wi
 from __future__ import annotations
 
 from ._access import item_objective, read_activation, report_activation
+from .black_box import SimulatedNeuron, black_box
 from .feature_match import feature_match
 from .masked import masked_units
 from .masks import (MaskSpec, as_bool_mask, channel_mask, every_nth_channel, region_mask, resolve_mask, unit_mask,
@@ -34,4 +35,6 @@ __all__ = [
     "read_activation",
     "item_objective",
     "report_activation",
+    "black_box",
+    "SimulatedNeuron",
 ]

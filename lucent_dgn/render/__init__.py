@@ -11,7 +11,8 @@ from .transforms import Compose, Jitter
 
 __all__ = ["render", "RenderResult", "StepInfo", "Snapshot", "StopAfter", "StopWhenActivation",
            "ActivationAccessor", "preserve_pre_activations", "frozen", "make_optimizer", "OPTIMIZER_NAMES",
-           "linear", "as_schedule", "Jitter", "Compose", "MomentumGD", "LBFGSB", "ScipyLBFGSB", "TorchOptimizer"]
+           "linear", "as_schedule", "Jitter", "Compose", "MomentumGD", "LBFGSB", "ScipyLBFGSB", "TorchOptimizer",
+           "CMAES", "GeneticSearch", "RandomSearch", "ClosedLoop"]
 
 
 def __getattr__(name: str):
@@ -22,6 +23,12 @@ def __getattr__(name: str):
     if name in ("LBFGSB", "ScipyLBFGSB"):
         from . import lbfgs
         return getattr(lbfgs, name)
+    if name in ("CMAES", "GeneticSearch", "RandomSearch"):
+        from . import search
+        return getattr(search, name)
+    if name == "ClosedLoop":
+        from .closed_loop import ClosedLoop
+        return ClosedLoop
     if name == "TorchOptimizer":
         from .torch_optim import TorchOptimizer
         return TorchOptimizer

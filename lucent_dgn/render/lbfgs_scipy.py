@@ -74,6 +74,7 @@ class ScipyLBFGSB:
                 problem.begin_step(self.n_iter)
                 state["open"] = True
             _write(var, x)
+            state["last"] = np.array(x, dtype=np.float64)  # SciPy may reuse its array
             state["f"], self.n_evals = float(problem.evaluate()), self.n_evals + 1
             grad = var.grad
             if grad is None:
@@ -99,6 +100,9 @@ class ScipyLBFGSB:
             x, self.message = state["x"], "stopped by end_step"
         _write(var, x)
         if state["open"]:  # evaluations after the last completed iteration (e.g. a failed line search)
+            select = getattr(problem, "select_records", None)
+            if select is not None and not np.array_equal(state.get("last"), x):
+                select([0 if self.n_iter == 0 else -1])  # the record of x: the start, or the last iteration's
             self.n_iter += 1
             problem.end_step(self.n_iter - 1)
         if self.disp:

@@ -33,7 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._validate import check_seed
-from ..errors import ConfigError, NonFiniteLossError, describe
+from ..errors import ConfigError, NonFiniteLossError, ShapeError, describe
 from ..spaces import ImageSpace
 from ._setup import (as_objective, as_optimizer, as_param, check_dtypes, check_grad_mode, device_of, eager_model,
                      resolve_input_space, run_checked)
@@ -46,6 +46,16 @@ __all__ = ["render"]
 log = logging.getLogger(__name__)
 
 Callback = Callable[[StepInfo], Optional[bool]]
+
+
+class _Record:
+    """What a step records of one evaluation: the loss, the per-term (N,) activations and, in
+    per-item mode, the (N,) per-item losses."""
+
+    __slots__ = ("loss", "activations", "items")
+
+    def __init__(self, loss: float, activations: Dict[str, np.ndarray], items: Optional[torch.Tensor]) -> None:
+        self.loss, self.activations, self.items = loss, activations, items
 
 
 class _RenderProblem:
@@ -66,6 +76,9 @@ class _RenderProblem:
         self.activation_histories: Dict[str, List[np.ndarray]] = {}
         self._step_loss: Optional[float] = None
         self._step_activations: Dict[str, np.ndarray] = {}
+        self._records: List[_Record] = []  # this step's evaluations, in order (candidates one each)
+        self._step_record: Optional[_Record] = None  # the one the step keeps (the last, or selected)
+        self._kept: Optional[_Record] = None  # the record the previous step kept
         self.capture: Optional[ActivationCapture] = None
         self.modules: List[nn.Module] = []   # the modules the objective reads
         self.calls: Dict[int, int] = {}      # id(module) -> calls per forward (validation pass)
@@ -139,22 +152,104 @@ class _RenderProblem:
         self.n_evals += 1
         value = loss.detach().double()
         self.last_item_losses = out.detach().double() if self.per_item else None
-        # The step records its last evaluation: for GD the only one, for L-BFGS the accepted point.
-        self._step_loss = float(value)
-        self._step_activations = {k: v.float().cpu().numpy() for k, v in T.activations.items()}
+        # The step records its last evaluation unless the optimizer selects others (select_records).
+        self._keep(_Record(float(value), _numpy(T.activations), self.last_item_losses))
         return value
+
+    def evaluate_candidates(self, candidates: torch.Tensor, max_batch: Optional[int] = None) -> torch.Tensor:
+        """Forward only (no gradient, ``param.variable`` unchanged) at P candidate variables.
+
+        Args:
+            candidates: (P, *variable.shape): P values of the whole (N, ...) variable.
+            max_batch: at most this many images per forward pass (None: all P x N in one).
+
+        Returns:
+            (P, N) float64 per-item losses, or (P, 1) when the objective's loss is not split by item
+            (each candidate is then scored as a whole). Counts P evaluations; each candidate is one
+            entry of this step's records (see :meth:`select_records`).
+        """
+        var, n = self.param.variable, self.batch_size
+        if not isinstance(candidates, torch.Tensor) or tuple(candidates.shape[1:]) != tuple(var.shape) \
+                or candidates.shape[0] < 1:
+            raise ShapeError(describe("candidates", f"a tensor (P, {', '.join(map(str, var.shape))})",
+                                      getattr(candidates, "shape", type(candidates).__name__)))
+        count = int(candidates.shape[0])
+        flat = candidates.detach().to(var.device, var.dtype).reshape((count * n,) + tuple(var.shape[1:]))
+        chunk = count if max_batch is None else max(1, int(max_batch) // n)
+        rows = []
+        with torch.no_grad():
+            for first in range(0, count, chunk):
+                block = flat[first * n:(first + chunk) * n]
+                x = self.transforms(torch.func.functional_call(self.param, {"variable": block}, (self.space,)))
+                if self.capture is not None and self.capture.modules:
+                    self.capture.run(x)
+                for p in range(block.shape[0] // n):
+                    part = slice(p * n, (p + 1) * n)
+                    features = {m: self.capture.by_module[id(m)][part] for m in self.modules
+                                if id(m) in self.capture.by_module} if self.capture is not None else {}
+                    T = ActivationAccessor(self.model, features, x[part], names=self._names, input_space=self.space,
+                                           item_mode=self.per_item, root=self.run_model)
+                    out = self.objective(T)
+                    loss = out.sum() if self.per_item else out.reshape(())
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLossError(f"The objective became {loss.item()} at step {self.step} "
+                                                 f"(candidate {first + p}). Check the model for overflowing "
+                                                 "activations or bound the parameters.")
+                    items = out.double() if self.per_item else None
+                    self._records.append(_Record(float(loss), _numpy(T.activations), items))
+                    rows.append(items if items is not None else loss.double().reshape(1))
+        self.n_evals += count
+        self._use(self._records[-1])
+        return torch.stack(rows)
+
+    def _keep(self, record: _Record) -> None:
+        self._records.append(record)
+        self._use(record)
+
+    def _use(self, record: _Record) -> None:
+        self._step_record = record
+        self._step_loss, self._step_activations = record.loss, record.activations
+
+    def select_records(self, index: Sequence[int]) -> None:
+        """Make this step's record the accepted point instead of the last evaluation.
+
+        ``index[i]`` picks, for item i, the ``index[i]``-th evaluation of this step (0-based; each
+        candidate of :meth:`evaluate_candidates` counts as one), or -1: the record the previous
+        step kept (the item did not move). One index applies to every item. Call it after the
+        step's last evaluation.
+        """
+        index = [int(k) for k in index]
+        index = index * self.batch_size if len(index) == 1 else index
+        if len(index) != self.batch_size or any(k < -1 or k >= len(self._records) for k in index) or \
+                (self._kept is None and -1 in index):
+            raise ConfigError(describe("index", f"{self.batch_size} integers in [-1, {len(self._records) - 1}]",
+                                       index, "-1 needs a record kept by an earlier step."))
+        chosen = [self._kept if k == -1 else self._records[k] for k in index]
+        if all(c is chosen[0] for c in chosen):
+            self._use(chosen[0])
+            return
+        if any(c.items is None for c in chosen):
+            raise ConfigError(describe("index", "one evaluation for every item when the loss is not split by item",
+                                       index))
+        items = torch.stack([c.items[i] for i, c in enumerate(chosen)])
+        keys = list(dict.fromkeys(k for c in chosen for k in c.activations))
+        activations = {k: np.array([c.activations[k][i] if k in c.activations else np.nan
+                                    for i, c in enumerate(chosen)], dtype=np.float32) for k in keys}
+        self._use(_Record(float(items.sum()), activations, items))
 
     # -- step bookkeeping --------------------------------------------------------------------
     def begin_step(self, t: int) -> None:
         self.step = t
         self._step_loss = None
         self._step_activations = {}
+        self._records = []
         self.transforms.resample(self.generator)
 
     def end_step(self, t: int) -> bool:
         if self._step_loss is None:  # an optimizer that did not evaluate in this step
             return False
         self.loss_history.append(self._step_loss)
+        self._kept = self._step_record
         n_before = len(self.loss_history) - 1
         for key, values in self._step_activations.items():
             history = self.activation_histories.setdefault(key, [])
@@ -171,6 +266,10 @@ class _RenderProblem:
         for cb in self.callbacks:
             stop = bool(cb(info)) or stop
         return stop or t + 1 >= self.n_steps
+
+
+def _numpy(activations: Dict[str, torch.Tensor]) -> Dict[str, np.ndarray]:
+    return {k: v.float().cpu().numpy() for k, v in activations.items()}
 
 
 def _primary(activations: Dict[str, np.ndarray], n: int) -> np.ndarray:
@@ -220,8 +319,10 @@ def render(model: Optional[nn.Module], objective: Any, param: Any = None, optimi
             another Parameterization, or a Lucent ``param_f``. Default: ``PixelImage(227)``.
             It must live on the model's device. It is not modified except for its variable.
         optimizer: an optimizer object with ``run(problem)`` (``MomentumGD``, ``LBFGSB``,
-            ``ScipyLBFGSB``, ``TorchOptimizer``), a name (``"gd"``, ``"adam"``, ``"lbfgs"``,
-            ``"lbfgsb"``, ``"scipy-lbfgsb"``), or a ``torch.optim`` factory ``params -> Optimizer``.
+            ``ScipyLBFGSB``, ``TorchOptimizer``, the gradient-free ``CMAES``, ``GeneticSearch``,
+            ``RandomSearch``), a name (``"gd"``, ``"adam"``, ``"lbfgs"``, ``"lbfgsb"``,
+            ``"scipy-lbfgsb"``, ``"cmaes"``, ``"ga"``, ``"random-search"``), or a ``torch.optim``
+            factory ``params -> Optimizer``.
             Default ``"adam"``.
         steps: number of outer steps (L-BFGS: iterations; each may evaluate several times). > 0.
         transforms: callables applied to the model input each evaluation; objects with a

@@ -7,6 +7,9 @@
 | ``"lbfgs"`` | ``torch.optim.LBFGS`` with strong Wolfe line search (unbounded problems) |
 | ``"lbfgsb"`` | :class:`~lucent_dgn.render.lbfgs.LBFGSB`, bounded L-BFGS in torch |
 | ``"scipy-lbfgsb"`` | :class:`~lucent_dgn.render.lbfgs.ScipyLBFGSB`, SciPy's L-BFGS-B (cnnpref's solver) |
+| ``"cmaes"`` | :class:`~lucent_dgn.render.search.CMAES`, gradient-free (forward only) |
+| ``"ga"`` | :class:`~lucent_dgn.render.search.GeneticSearch`, XDream-style genetic algorithm |
+| ``"random-search"`` | :class:`~lucent_dgn.render.search.RandomSearch` |
 """
 from __future__ import annotations
 
@@ -42,8 +45,16 @@ def _scipy(**kw):
     return ScipyLBFGSB(**kw)
 
 
+def _search(kind: str):
+    def make(**kw):
+        from . import search
+        return getattr(search, kind)(**kw)
+    return make
+
+
 _FACTORIES: Dict[str, Callable[..., Any]] = {
     "gd": _gd, "adam": _adam, "lbfgs": _lbfgs, "lbfgsb": _lbfgsb, "scipy-lbfgsb": _scipy,
+    "cmaes": _search("CMAES"), "ga": _search("GeneticSearch"), "random-search": _search("RandomSearch"),
 }
 OPTIMIZER_NAMES = tuple(_FACTORIES)
 
