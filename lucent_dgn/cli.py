@@ -1,4 +1,4 @@
-"""``lucent-dgn`` command line: render, layers, convert-caffemodel, train-generator, demo.
+"""``lucent-dgn`` command line: render, layers, convert-caffemodel, train-generator, demo, sweep, atlas.
 
 Errors on bad arguments print one line (``lucent-dgn: error: ...`` or, for usage errors,
 ``lucent-dgn <command>: error: ...``) and exit with status 2; no traceback is shown.
@@ -170,6 +170,35 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweeps import Source, sweep
+    from .sweeps.presets import variant_options
+    _check_model_name(args.model)
+    needs_generator = any(v.startswith("dgn") for v in args.variants)
+    generator = Source("generator", name=args.generator, weights=args.generator_weights) if needs_generator else None
+    shipped = (load_generator_by_name(args.generator, args.generator_weights)
+               if needs_generator and args.generator == "fashion" else None)
+    options = variant_options(args.variants, args.preset, model_name=args.model, generator=shipped,
+                              steps=args.steps, options_file=args.options)
+    summary = sweep(Source("model", name=args.model, weights=args.weights), args.layers, args.units, options,
+                    out_dir=args.out, seeds=args.seeds, generator=generator, batch_size=args.batch_size,
+                    threads=args.threads, device=args.device, examples=args.examples, top_k=args.top_k,
+                    workers=args.workers, ray=args.ray, retry_failed=args.retry_failed, progress=not args.quiet)
+    print(f"{summary.rendered} units rendered ({summary.failed} failed), {summary.skipped} already done, "
+          f"{summary.units} in the sweep; {summary.seconds:.1f} s on {summary.backend} x{summary.workers}; "
+          f"dataset in {summary.out_dir}")
+    if args.atlas:
+        from .atlas import build_atlas
+        print(f"atlas: {build_atlas(summary.out_dir).resolve().as_uri()}")
+    return 0
+
+
+def _cmd_atlas(args: argparse.Namespace) -> int:
+    from .atlas import build_atlas
+    print(f"atlas: {build_atlas(args.sweep_dir, args.out, args.per_page).resolve().as_uri()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lucent-dgn", description="Preferred images for CNN units (cnnpref's "
                                      "four algorithms on Lucent).")
@@ -231,6 +260,41 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-imagenet", action="store_true", help="skip the MobileNetV2 part")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=_cmd_demo)
+
+    w = sub.add_parser("sweep", help="every unit of some layers, several variants and seeds, as a dataset that "
+                       "resumes; local processes or Ray")
+    w.add_argument("--model", default="fashion", help="fashion (shipped), bvlc_alexnet, or a torchvision name")
+    w.add_argument("--weights", default=None, help="weights file of the model")
+    w.add_argument("--layers", nargs="+", required=True, help="layer names")
+    w.add_argument("--units", default="all", help="all, start:stop[:step] (::4 = every 4th), 0,3,7, or a mask file "
+                   "(.npy boolean/indices, .txt indices); a conv unit is the centre unit of a channel")
+    w.add_argument("--variants", nargs="+", default=["gd"], choices=VARIANT_NAMES)
+    w.add_argument("--generator", default="fashion", help="generator for the dgn variants")
+    w.add_argument("--generator-weights", default=None)
+    w.add_argument("--preset", default="auto", choices=("auto", "default", "lower", "higher", "fashion"),
+                   help="variant options: auto = fashion for the shipped model, else cnnpref's defaults")
+    w.add_argument("--steps", type=int, default=None, help="iterations of every variant")
+    w.add_argument("--options", default=None, help="JSON file {variant: {option: value}} applied last")
+    w.add_argument("--seeds", type=int, nargs="+", default=[0])
+    w.add_argument("--batch-size", type=int, default=8, help="rows per render of the GD variants (part of the "
+                   "settings)")
+    w.add_argument("--threads", type=int, default=1, help="torch threads per worker (part of the settings)")
+    w.add_argument("--device", default="cpu")
+    w.add_argument("--workers", type=int, default=None, help="local worker processes (or Ray actors with --ray)")
+    w.add_argument("--ray", default=None, help="run on Ray: auto, local, or a cluster address")
+    w.add_argument("--examples", default=None, help="top-k dataset examples from fashion-mnist or an image folder")
+    w.add_argument("--top-k", type=int, default=9)
+    w.add_argument("--retry-failed", action="store_true", help="render units recorded as failed again")
+    w.add_argument("--out", required=True, help="sweep directory (a rerun resumes it)")
+    w.add_argument("--atlas", action="store_true", help="write the atlas when the sweep is done")
+    w.add_argument("--quiet", action="store_true")
+    w.set_defaults(func=_cmd_sweep)
+
+    a = sub.add_parser("atlas", help="static site of a sweep: layers, unit grids, unit pages (opens from file://)")
+    a.add_argument("sweep_dir")
+    a.add_argument("--out", default=None, help="site folder (default SWEEP_DIR/atlas)")
+    a.add_argument("--per-page", type=int, default=240, help="units per page of a layer grid")
+    a.set_defaults(func=_cmd_atlas)
     return parser
 
 
