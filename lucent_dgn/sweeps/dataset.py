@@ -295,9 +295,13 @@ class SweepDir:
             os.write(self._index_fd, data)
 
     def rewrite(self, rows: Sequence[Dict[str, Any]]) -> None:
-        """Replace the index with ``rows`` atomically."""
+        """Replace the index with ``rows`` atomically (later appends go to the new file)."""
         data = b"".join(_dumps(r) for r in rows)
-        atomic_write_bytes(self.root / INDEX_FILE, lambda fh: fh.write(data))
+        path = self.root / INDEX_FILE
+        atomic_write_bytes(path, lambda fh: fh.write(data))
+        if self._index_fd is not None:
+            os.close(self._index_fd)
+            self._index_fd = os.open(path, os.O_WRONLY | os.O_APPEND)
 
     def finish(self, order: Sequence[str]) -> None:
         """Rewrite the index in canonical ``order`` (keys) when it is not in that order already."""
@@ -306,9 +310,6 @@ class SweepDir:
         rank = {k: i for i, k in enumerate(order)}
         ordered = sorted(rows, key=lambda r: rank.get(r["key"], len(rank)))
         if [r["key"] for r in ordered] != [r["key"] for r in rows]:
-            if self._index_fd is not None:
-                os.close(self._index_fd)
-                self._index_fd = None
             self.rewrite(ordered)
 
     # -- dataset examples --------------------------------------------------------------------
