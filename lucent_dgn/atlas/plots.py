@@ -1,9 +1,10 @@
 """Activation curves of a unit as an SVG (matplotlib, object API: no pyplot state is touched)."""
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 from .._io import atomic_write_bytes
 
@@ -15,8 +16,9 @@ Curve = Tuple[str, Sequence[int], Sequence[Optional[float]]]
 class CurvePlotter:
     """Draws ``(label, steps, activations)`` curves into one reused figure and saves SVGs.
 
-    The SVGs are deterministic (fixed ids, no date), and a file whose content would not change is
-    not written again.
+    Use :meth:`session` around many :meth:`save` calls: it sets matplotlib's SVG options once
+    (fixed ids, text as text) and restores them afterwards. The SVGs are deterministic (no date),
+    and a file whose content would not change is not written again.
 
     Raises:
         ImportError: matplotlib is missing (``pip install 'lucent-dgn[sweep]'``).
@@ -28,25 +30,30 @@ class CurvePlotter:
         except ImportError:  # pragma: no cover - matplotlib is part of the sweep extra
             raise ImportError("the atlas's plots need matplotlib: pip install 'lucent-dgn[sweep]'") from None
         self.figure = Figure(figsize=size, dpi=100)
+        self.figure.subplots_adjust(left=0.11, right=0.98, top=0.9, bottom=0.18)
         self.axes = self.figure.add_subplot(1, 1, 1)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator["CurvePlotter"]:
+        """matplotlib's SVG settings for the plots, restored on exit."""
+        import matplotlib
+        with matplotlib.rc_context({"svg.hashsalt": "lucent-dgn", "svg.fonttype": "none"}):
+            yield self
 
     def save(self, path: Path, curves: Sequence[Curve], title: str) -> None:
         """Plot ``curves`` (None values are gaps) and write ``path`` atomically."""
-        import matplotlib
         ax = self.axes
         ax.clear()
         for label, steps, values in curves:
             ax.plot(list(steps), [float("nan") if v is None else v for v in values], label=label, linewidth=1.4)
-        ax.set_xlabel("step")
+        ax.set_xlabel("step", labelpad=1)
         ax.set_ylabel("activation")
         ax.set_title(title, fontsize=10)
         ax.grid(True, alpha=0.3)
         if curves:
             ax.legend(fontsize=8, frameon=False)
-        self.figure.tight_layout()
         buf = io.BytesIO()
-        with matplotlib.rc_context({"svg.hashsalt": "lucent-dgn", "svg.fonttype": "none"}):
-            self.figure.savefig(buf, format="svg", metadata={"Date": None})
+        self.figure.savefig(buf, format="svg", metadata={"Date": None})
         data = buf.getvalue()
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_file() and path.read_bytes() == data:

@@ -16,6 +16,7 @@ thumbnail or plot that is already up to date is not written again.
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
@@ -106,14 +107,14 @@ class _Site:
         self.out.mkdir(parents=True, exist_ok=True)
         for name in ("atlas.css", "atlas.js"):
             _write(self.out / name, (STATIC / name).read_text())
-        plotter = CurvePlotter()
-        for layer in self.layers:
-            self.write_layer(layer)
-            units = layer["units"]
-            for i, unit in enumerate(units):
-                prev_u = units[i - 1] if i > 0 else None
-                next_u = units[i + 1] if i + 1 < len(units) else None
-                self.write_unit(layer, unit, prev_u, next_u, plotter)
+        with CurvePlotter().session() as plotter:
+            for layer in self.layers:
+                self.write_layer(layer)
+                units = layer["units"]
+                for i, unit in enumerate(units):
+                    prev_u = units[i - 1] if i > 0 else None
+                    next_u = units[i + 1] if i + 1 < len(units) else None
+                    self.write_unit(layer, unit, prev_u, next_u, plotter)
         index = self.out / "index.html"
         _write(index, self.index_html(index))
         return index
@@ -216,12 +217,19 @@ class _Site:
             cells.append(f'{label}<div class="variants">{"".join(figures)}</div>')
         body = "\n".join(cells)
         if curves:
-            svg = self.out / "curves" / _slug(name) / f"{unit}.svg"
-            plotter.save(svg, curves, f"{name} unit {unit}")
-            body += (f'\n<h2>Activation during the render</h2>\n<img class="curves" loading="lazy" '
-                     f'src="{_e(self.rel(svg, page))}" alt="activation curves">')
-        body += self.examples_html(name, unit, page)
-        body += self.unit_settings_html(name, unit)
+            title = f"{name} unit {unit}"
+            digest = hashlib.sha256(json.dumps([title, curves]).encode()).hexdigest()[:12]
+            svg = self.out / "curves" / _slug(name) / f"{unit}-{digest}.svg"  # drawn once per content
+            if not svg.is_file():
+                for old in svg.parent.glob(f"{unit}-*.svg"):
+                    old.unlink()
+                plotter.save(svg, curves, title)
+            panels = (f'<section><h2>Activation during the render</h2>\n<img class="curves" loading="lazy" '
+                      f'src="{_e(self.rel(svg, page))}" alt="activation curves"></section>')
+        else:
+            panels = ""
+        panels += self.examples_html(name, unit, page)
+        body += f'\n<div class="panels">{panels}</div>\n' + self.unit_settings_html(name, unit)
         nav = []
         if prev_u is not None:
             nav.append(f'<a href="{_e(self.rel(self.unit_page(name, prev_u), page))}">‹ unit {prev_u}</a>')
@@ -242,8 +250,9 @@ class _Site:
         figs = "".join(f'<figure><img loading="lazy" src="{_e(self.rel(self.sweep / ex["file"], page))}" '
                        f'alt="image {ex["index"]}"><figcaption>#{ex["index"]}<br>{_fmt(ex["activation"])}'
                        f'</figcaption></figure>' for ex in examples)
-        return (f'\n<h2>Dataset examples</h2>\n<p class="muted">The {len(examples)} images of {_e(source)} '
-                f'that drive this unit most (activation below each).</p>\n<div class="examples">{figs}</div>')
+        return (f'<section><h2>Dataset examples</h2>\n<p class="muted">The {len(examples)} images of {_e(source)} '
+                f'that drive this unit most<br>(image number and activation below each).</p>\n'
+                f'<div class="examples">{figs}</div></section>')
 
     def unit_settings_html(self, layer: str, unit: int) -> str:
         parts = []
