@@ -32,6 +32,8 @@ from .render.gd import MomentumGD
 from .render.lbfgs import LBFGSB, ScipyLBFGSB
 from .render.torch_optim import TorchOptimizer
 from .spaces import CaffeSpace, TorchvisionSpace, UnitSpace
+from . import atlas, sweeps  # noqa: E402 - after the pieces they render with
+from .sweeps import sweep
 
 __all__ = [
     "__version__",
@@ -49,4 +51,6 @@ __all__ = [
     # layers, spaces, interop, errors
     "resolve_layer", "list_layers", "layer_shape", "CaffeSpace", "TorchvisionSpace", "UnitSpace",
     "as_neuron_selector", "LucentDGNError", "errors", "models", "generators",
+    # whole-layer sweeps and their atlas
+    "sweep", "sweeps", "atlas",
 ]

@@ -166,7 +166,7 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     run_demo(out_dir=args.out, steps=args.steps, seed=args.seed, imagenet=not args.no_imagenet,
-             progress=not args.quiet)
+             progress=not args.quiet, sweep=not args.no_sweep)
     return 0
 
 
@@ -258,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, default=None, help="override the iterations of every variant")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-imagenet", action="store_true", help="skip the MobileNetV2 part")
+    d.add_argument("--no-sweep", action="store_true", help="skip the sweep and its atlas")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=_cmd_demo)
 

@@ -9,7 +9,8 @@ import pytest
 
 MODULES = ["lucent_dgn", "lucent_dgn.objectives", "lucent_dgn.parameterizations", "lucent_dgn.render",
            "lucent_dgn.generators", "lucent_dgn.models", "lucent_dgn.interop", "lucent_dgn.cnnpref",
-           "lucent_dgn.spaces", "lucent_dgn.layers", "lucent_dgn.errors", "lucent_dgn.viz", "lucent_dgn.weights"]
+           "lucent_dgn.spaces", "lucent_dgn.layers", "lucent_dgn.errors", "lucent_dgn.viz", "lucent_dgn.weights",
+           "lucent_dgn.sweeps", "lucent_dgn.atlas"]
 
 
 @pytest.mark.parametrize("name", MODULES)
