@@ -8,6 +8,13 @@ only in eval mode, weights trainable: that is what Lucent computes with; lucent_
 model during the render by itself. Lucent's per-step times come from a wrapper around its
 optimizer's ``step``; Lucent's forward hooks (23 per call, never removed) are cleared after every
 call so calls do not pile them up.
+
+The ``3.dgn_param_f`` rows time our DGN parameterization as a Lucent ``param_f``
+(``DGNImage.lucent_param_f()``) inside ``render_vis`` against ``lucent_dgn.render`` with the same
+``DGNImage``: the shipped Fashion-MNIST generator and classifier (grey 28 px, the README's
+``render_vis`` call), ``masked_units("fc2", unit 3)``, Adam lr 0.05, code bounds ``k=1``. The
+generator is passed as users have it (weights trainable) on both sides; each side gets its own
+copy of both networks, so neither sees the other's freezing.
 """
 from __future__ import annotations
 
@@ -143,6 +150,90 @@ def breakdown(model, quick: bool, threads: int) -> List[Row]:
                 res[k].get(clock).median_ms, "", **kw) for k in res]
 
 
+def _to_grey(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(1, keepdim=True)
+
+
+def _dgn_param(generator: torch.nn.Module) -> "ld.DGNImage":
+    lower, upper = generator.code_bounds(k=1.0)
+    return ld.DGNImage(generator, init="stats", lower=lower, upper=upper, seed=0)
+
+
+def _dgn_objective():
+    return ld.masked_units("fc2", ld.unit_mask((10,), 3))
+
+
+def _timed_adam(on_step: Callable[[], None]) -> Callable:
+    def factory(params):
+        opt = torch.optim.Adam(params, lr=5e-2)
+        step = opt.step
+
+        def timed_step(closure=None):
+            out = step(closure)
+            on_step()
+            return out
+        opt.step = timed_step
+        return opt
+    return factory
+
+
+def dgn_pair(model_frozen_by_user: bool, steps: int, names: Tuple[str, str]) -> Callable[[], Dict[str, StepClock]]:
+    """Lockstep ``run()`` of ``render(model, obj, DGNImage)`` and ``render_vis(model, obj,
+    DGNImage.lucent_param_f())``; Lucent's model is frozen by the user or as users pass it."""
+    from lucent.optvis.render import render_vis
+    from lucent_dgn.generators.small import fashion_generator
+    from lucent_dgn.models.fashion import fashion_classifier
+
+    ours_model, ours_gen = fashion_classifier(), fashion_generator()
+    lucent_model, lucent_gen = fashion_classifier(), fashion_generator()
+    if model_frozen_by_user:
+        lucent_model.requires_grad_(False)
+    calls = [0]
+
+    def ours(on_step):
+        def loop() -> None:
+            ld.render(ours_model, _dgn_objective(), _dgn_param(ours_gen), ld.TorchOptimizer(lambda p: torch.optim.Adam(p, lr=5e-2)), steps, progress=False,
+                      callbacks=[lambda info: on_step()])
+        return loop
+
+    def lucent(on_step):
+        def loop() -> None:
+            try:
+                with ld.preserve_pre_activations(lucent_model):
+                    render_vis(lucent_model, _dgn_objective(), _dgn_param(lucent_gen).lucent_param_f(),
+                               optimizer=_timed_adam(on_step), transforms=[_to_grey], preprocess=False,
+                               fixed_image_size=28, thresholds=(steps,), progress=False, show_image=False)
+            finally:
+                for m in lucent_model.modules():  # Lucent never removes its hooks
+                    m._forward_hooks.clear()
+                lucent_model.zero_grad(set_to_none=True)  # nor the model's .grad (unfrozen row)
+        return loop
+
+    def run() -> Dict[str, StepClock]:
+        calls[0] += 1
+        order = names if calls[0] % 2 else names[::-1]
+        lock = Lockstep(*order)
+        return lock.run({names[0]: ours(lock.hook(names[0])), names[1]: lucent(lock.hook(names[1]))})
+    return run
+
+
+def dgn_rows(quick: bool, threads: int) -> List[Row]:
+    """``DGNImage.lucent_param_f()`` under ``render_vis`` vs ``render`` with the same DGNImage."""
+    clock = "cpu" if threads == 1 else "wall"
+    specs = [  # key, what, Lucent's model frozen by the user, target
+        ("3.dgn_param_f.frozen", "DGN lucent_param_f in render_vis / render, shipped Fashion generator "
+         "(classifier frozen by the user)", True, "<= 1.10"),
+        ("3.dgn_param_f.users", "DGN lucent_param_f in render_vis / render, shipped Fashion generator "
+         "(classifier as users pass it)", False, ""),
+    ]
+    variants = {key: dgn_pair(frozen, 20, (f"{key} ours", f"{key} lucent")) for key, _, frozen, _ in specs}
+    res = interleave(variants, 6 if quick else 12)
+    kw = dict(clock=clock, threads=threads)
+    return [row(3, key, what, ratio(res[f"{key} lucent"], res[f"{key} ours"], clock), target,
+                **kw, **details(res, f"{key} lucent", f"{key} ours"))
+            for key, what, _, target in specs]
+
+
 def run(quick: bool, threads: int = 1, log=print) -> List[Row]:
     """Rows of item 3 (batch 1). ``preprocess=False`` plus an explicit ``normalize()`` equals
     Lucent's ``preprocess=True`` for a torchvision model and lets both loops get the same list.
@@ -171,4 +262,6 @@ def run(quick: bool, threads: int = 1, log=print) -> List[Row]:
                 **kw, **details(res, f"{key} ours", f"{key} lucent"))
             for key, what, *_, target in specs]
     log("  Lucent-defaults step breakdown")
-    return rows + breakdown(users, quick, threads)
+    rows += breakdown(users, quick, threads)
+    log("  DGN lucent_param_f under render_vis vs render (shipped Fashion-MNIST models)")
+    return rows + dgn_rows(quick, threads)

@@ -19,14 +19,14 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import errors, generators, models
-from .cnnpref.presets import (Recipe, dgn_gd_recipe, dgn_lbfgs_recipe, gd_recipe, lbfgs_recipe, prefer_img_dgn_gd,
-                              prefer_img_dgn_lbfgs, prefer_img_gd, prefer_img_lbfgs)
+from .cnnpref.presets import prefer_img_dgn_gd, prefer_img_dgn_lbfgs, prefer_img_gd, prefer_img_lbfgs
 from .errors import LucentDGNError
 from .interop.captum import as_neuron_selector
 from .layers import layer_shape, list_layers, resolve_layer
-from .objectives import (channel_mask, every_nth_channel, masked_units, p_norm, region_mask, total_variation,
-                         unit_mask, unit_masks)
+from .objectives import (channel_mask, every_nth_channel, item_objective, masked_units, p_norm, region_mask,
+                         report_activation, total_variation, unit_mask, unit_masks)
 from .parameterizations import DGNImage, LucentParam, Parameterization, PixelImage
+from .recipes import Recipe, recipe, recipe_options, variant_names
 from .render import (Jitter, RenderResult, Snapshot, make_optimizer, preserve_pre_activations, render)
 from .render.gd import MomentumGD
 from .render.lbfgs import LBFGSB, ScipyLBFGSB
@@ -39,15 +39,15 @@ __all__ = [
     "__version__",
     # objectives
     "masked_units", "unit_mask", "unit_masks", "channel_mask", "region_mask", "every_nth_channel", "p_norm",
-    "total_variation",
+    "total_variation", "item_objective", "report_activation",
     # parameterizations
     "Parameterization", "PixelImage", "DGNImage", "LucentParam",
     # rendering
     "render", "RenderResult", "MomentumGD", "LBFGSB", "ScipyLBFGSB", "TorchOptimizer", "make_optimizer", "Jitter",
     "Snapshot", "preserve_pre_activations",
-    # presets (cnnpref's four algorithms)
-    "Recipe", "gd_recipe", "lbfgs_recipe", "dgn_gd_recipe", "dgn_lbfgs_recipe", "prefer_img_gd",
-    "prefer_img_lbfgs", "prefer_img_dgn_gd", "prefer_img_dgn_lbfgs",
+    # presets: one entry point for the variants (cnnpref's four and any registered), and aliases
+    "recipe", "Recipe", "recipe_options", "variant_names", "prefer_img_gd", "prefer_img_lbfgs", "prefer_img_dgn_gd",
+    "prefer_img_dgn_lbfgs",
     # layers, spaces, interop, errors
     "resolve_layer", "list_layers", "layer_shape", "CaffeSpace", "TorchvisionSpace", "UnitSpace",
     "as_neuron_selector", "LucentDGNError", "errors", "models", "generators",

@@ -8,7 +8,14 @@ A *layer reference* (:data:`LayerRef`) is one of
   traversal rule (the ``_modules`` tree walked recursively, names joined with ``"_"``), so names
   whose attributes contain underscores still resolve correctly.
 
-The empty string ``""`` is the model itself.
+The empty string ``""`` (or the model object) is the model itself: its output, e.g. logits
+computed functionally after the last module. ``"labels"`` is Lucent's pseudo-layer: the last
+module in Lucent's traversal order (usually the output layer), as ``render_vis`` reads it.
+
+Layers are modules: a module registered under two names (an alias) resolves to the same module by
+either name, and a ``torch.compile``'d model accepts its original names as well as the
+``_orig_mod.``-prefixed ones. For ``nn.DataParallel`` and ``DistributedDataParallel`` names carry
+the ``module.`` prefix (the error for a missing prefix says so).
 """
 from __future__ import annotations
 
@@ -29,9 +36,16 @@ __all__ = [
     "to_lucent_name",
     "layer_shape",
     "layer_shapes",
+    "eager_model",
 ]
 
 LayerRef = Union[str, nn.Module]
+
+
+def eager_model(model: nn.Module) -> nn.Module:
+    """The module to run for hooks: a ``torch.compile``'d model's original module, else ``model``."""
+    original = getattr(model, "_orig_mod", None)
+    return original if isinstance(original, nn.Module) and type(model).__name__ == "OptimizedModule" else model
 
 
 def _walk(module: nn.Module, prefix: Tuple[str, ...] = ()) -> Iterator[Tuple[Tuple[str, ...], nn.Module]]:
@@ -110,6 +124,12 @@ def resolve_layer(model: nn.Module, layer: LayerRef, *, arg: str = "layer") -> T
         return layer, model.get_submodule(layer)
     except AttributeError:
         pass
+    if layer == "labels":
+        last = None
+        for path, module in _walk(model):
+            last = (".".join(path), module)
+        if last is not None:
+            return last
     matches = lucent_names(model).get(layer, [])
     if len(matches) == 1:
         path = matches[0]
@@ -122,9 +142,16 @@ def resolve_layer(model: nn.Module, layer: LayerRef, *, arg: str = "layer") -> T
         )
     candidates = list_layers(model)
     candidates += [n for n in lucent_names(model) if n not in candidates]
-    raise LayerNotFoundError(
-        describe(arg, f"a layer of {type(model).__name__}", layer, _suggest(layer, candidates))
-    )
+    hint = _suggest(layer, candidates)
+    wrapped = getattr(model, "module", None)
+    if isinstance(wrapped, nn.Module) and not layer.startswith("module."):
+        try:
+            resolve_layer(wrapped, layer, arg=arg)
+            hint = (f"The model wraps its network in `.module` ({type(model).__name__}): "
+                    f"use 'module.{layer}' (or pass model.module).")
+        except (LayerNotFoundError, AmbiguousLayerError):
+            pass
+    raise LayerNotFoundError(describe(arg, f"a layer of {type(model).__name__}", layer, hint))
 
 
 def layer_name(model: nn.Module, layer: LayerRef) -> str:
@@ -171,7 +198,7 @@ def layer_shapes(model: nn.Module, layers: Sequence[LayerRef], input_shape: Sequ
         for name, module in resolved:
             handles.append(module.register_forward_hook(make_hook(name)))
         with torch.no_grad():
-            model(_example_input(model, input_shape))
+            eager_model(model)(_example_input(model, input_shape))
     finally:
         for handle in handles:
             handle.remove()

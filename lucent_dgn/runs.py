@@ -16,17 +16,13 @@ import torch
 from torch import nn
 
 from ._io import ensure_writable_dir, save_json, save_npy
-from .cnnpref.presets import VARIANTS
-from .errors import ConfigError, describe
+from .recipes import get_variant, recipe
 from .layers import layer_shape
 from .objectives.masks import unit_masks
 from .render.result import RenderResult
 from .viz import save_grid, save_png, to_uint8
 
 __all__ = ["unit_mask_batch", "render_units", "save_units", "versions"]
-
-DGN_VARIANTS = ("dgn_gd", "dgn_lbfgs")
-
 
 def versions() -> Dict[str, str]:
     """Versions of Python and the packages a render depends on."""
@@ -58,10 +54,11 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
         model: the classifier.
         layer: layer reference (dotted path, Lucent underscore name or module).
         units: channel indices, one image each.
-        variant: ``"gd"``, ``"lbfgs"``, ``"dgn_gd"`` or ``"dgn_lbfgs"``.
-        generator: required by the DGN variants.
-        settings: keyword arguments of the variant's recipe (e.g. ``EXAMPLE_SETTINGS[...]``);
-            a ``"weight"`` entry is the unit weight (default 1.0).
+        variant: a registered variant (:func:`lucent_dgn.variant_names`: ``"gd"``, ``"lbfgs"``,
+            ``"dgn_gd"``, ``"dgn_lbfgs"`` ...).
+        generator: required by the variants that optimise a generator code.
+        settings: options of the variant's recipe (e.g. ``EXAMPLE_SETTINGS[...]``;
+            :func:`lucent_dgn.recipe_options`), ``weight`` included (default 1.0).
         input_size: the model's input size S; default ``model.input_size``, else 227.
         channels: input channels of the model (3 RGB, 1 grey); default 3.
         seed: seed of the render unless ``settings`` has one; default 0.
@@ -72,26 +69,18 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
         RenderResult with N = len(units) images (N, S, S, 3).
 
     Raises:
-        ConfigError: an unknown variant, or a DGN variant without ``generator``.
+        ConfigError: an unknown variant or option, or a generator variant without ``generator``.
     """
-    if variant not in VARIANTS:
-        import difflib
-        close = difflib.get_close_matches(str(variant), list(VARIANTS), n=1)
-        raise ConfigError(describe("variant", f"one of {list(VARIANTS)}", variant,
-                                   f"Did you mean {close[0]!r}?" if close else ""))
-    if variant in DGN_VARIANTS and generator is None:
-        raise ConfigError(describe("generator", f"a generator for variant {variant!r}", None))
+    spec = get_variant(variant)
+    options = dict(settings or {})
+    options.setdefault("seed", seed)
     size = int(input_size or getattr(model, "input_size", 227))
     masks = unit_mask_batch(model, layer, units, size, channels)
-    kwargs = dict(settings or {})
-    weight = kwargs.pop("weight", 1.0)
-    kwargs.setdefault("seed", seed)
-    kwargs["progress"] = progress
-    fn = VARIANTS[variant]
-    args = (model, generator) if variant in DGN_VARIANTS else (model,)
+    gen = generator if spec.needs_generator else None
     if batch:
-        return fn(*args, layer, masks, weight, batch=len(units), **kwargs)
-    parts = [fn(*args, layer, masks[i], weight, **kwargs) for i in range(len(units))]
+        return recipe(variant, layer, masks, gen, batch=len(units), **options).render(model, progress=progress)
+    parts = [recipe(variant, layer, masks[i], gen, **options).render(model, progress=progress)
+             for i in range(len(units))]
     return _stack(parts)
 
 

@@ -19,7 +19,7 @@ from torch import nn
 import lucent_dgn as ld
 from lucent_dgn import weights as W
 from lucent_dgn._io import ensure_writable_dir
-from lucent_dgn.cnnpref.presets import lbfgs_recipe, prefer_img_gd
+from lucent_dgn.cnnpref.presets import prefer_img_gd
 from lucent_dgn.errors import (AmbiguousLayerError, BoundsError, ChecksumError, ConfigError, CorruptWeightsError,
                                LayerNotFoundError, LucentDGNError, MaskError, ShapeError, WeightsNotFoundError)
 from lucent_dgn.generators.caffemodel import (CaffeLayer, caffemodel_to_state_dict, read_caffemodel,
@@ -129,6 +129,11 @@ def save_units_into(tmp_path: Path) -> None:
     save_units(a_file(tmp_path) / "sub", {"gd": result}, "conv1", [0])
 
 
+def inference_pixel() -> PixelImage:
+    with torch.inference_mode():
+        return PixelImage(32, seed=0)
+
+
 def per_item_mask_with_empty_item() -> torch.Tensor:
     masks = unit_masks(CONV1, [0, 1])
     masks[1] = False
@@ -150,8 +155,14 @@ TABLE = [
     ("layer-module-of-another-model", lambda p: resolve_layer(TinyCaffeNet(), nn.Conv2d(3, 4, 5)),
      LayerNotFoundError, r"`layer` must be a submodule of the model; got 'Conv2d'"),
     # -------------------------------------------------------------------------------------- masks
-    ("mask-wrong-shape", lambda p: run(TinyCaffeNet(), masked_units("conv1", unit_mask((4, 15, 15), 0))),
-     MaskError, r"`mask` must be the feature shape of layer 'conv1', \(4, 14, 14\).*got shape \(4, 15, 15\)"),
+    ("mask-wrong-shape", lambda p: run(TinyCaffeNet(), masked_units("conv1", unit_mask((4, 15, 15), 0).numpy())),
+     MaskError, r"`mask` must be the feature shape of layer 'conv1', \(4, 14, 14\).*got shape \(4, 15, 15\)\. "
+                r"The map's height and width follow the input size.*fixed_image_size"),
+    ("mask-builder-other-channel-count", lambda p: run(TinyCaffeNet(), masked_units("conv1", unit_mask((5, 15, 15), 0))),
+     MaskError, r"got shape \(5, 15, 15\) from unit_mask\(\(5, 15, 15\), channel=0\)\. It selects among 5 channels "
+                r"and the layer has 4"),
+    ("mask-builder-absolute-position-resized", lambda p: run(TinyCaffeNet(), masked_units("conv1", unit_mask((4, 15, 15), 0, y=2))),
+     MaskError, r"Its y is given in absolute positions of the 15x15 map, and the map here is 14x14.*relative=True"),
     ("mask-wrong-batch", lambda p: run(TinyCaffeNet(), masked_units("conv1", unit_masks(CONV1, [0, 1, 2])),
                                        PixelImage(32, batch=2)),
      MaskError, r"\(2, 4, 14, 14\) \(batch size 2\); got shape \(3, 4, 14, 14\)"),
@@ -183,8 +194,9 @@ TABLE = [
                                            PixelImage(32, space="gray", model_space=UnitSpace(1))),
      ShapeError, r"`param` must be images \(N, 3, H, W\) for the model; got shape \(1, 1, 32, 32\)"),
     ("image-wrong-channels-undeclared", lambda p: run(plain_rgb_net(), masked_units("conv", unit_mask((2,), 0)),
-                                                      PixelImage(8, space="gray")),
-     ShapeError, r"`param` must be images the model accepts; got shape \(1, 1, 8, 8\)"),
+                                                      PixelImage(8, space="gray"), preprocess=False),
+     ShapeError, r"`param` must be images the model accepts; the model declares no input_space, so it got "
+                 r"UnitSpace\(channels=1\) images.*; got shape \(1, 1, 8, 8\)"),
     # --------------------------------------------------------------------- devices and dtypes
     ("generator-dtype", lambda p: run(TinyCaffeNet().double(), conv1(), DGNImage(TinyGenerator(), input_size=32)),
      ConfigError, r"`generator` must be of the model's dtype torch\.float64; got torch\.float32 \(fc\.weight\)"),
@@ -233,13 +245,29 @@ TABLE = [
     ("variant-unknown", lambda p: render_units(TinyCaffeNet(), "conv1", [0], "dgn-gd"), ConfigError,
      r"`variant` must be one of \['gd', 'lbfgs', 'dgn_gd', 'dgn_lbfgs'\]; got 'dgn-gd'\. Did you mean 'dgn_gd'"),
     ("variant-needs-generator", lambda p: render_units(TinyCaffeNet(), "conv1", [0], "dgn_lbfgs"), ConfigError,
-     r"`generator` must be a generator for variant 'dgn_lbfgs'; got None"),
-    ("solver-unknown", lambda p: lbfgs_recipe("conv1", unit_mask(CONV1, 0), solver="fortran"), ConfigError,
-     r"`solver` must be 'torch' or 'scipy'; got 'fortran'"),
+     r"`generator` must be a generator module for variant 'dgn_lbfgs'; got None"),
+    ("solver-unknown", lambda p: ld.recipe("lbfgs", "conv1", unit_mask(CONV1, 0), solver="fortran"), ConfigError,
+     r"`solver` must be one of 'torch', 'scipy'; got 'fortran'"),
     ("reduction-unknown", lambda p: conv1(reduction="max"), ConfigError,
      r"`reduction` must be one of 'sum', 'mean'; got 'max'"),
     ("generator-without-code-shape", lambda p: DGNImage(nn.Linear(4, 4)), ConfigError,
      r"`generator` must be a generator module with a `code_shape` attribute; got 'Linear'"),
+    # ----------------------------------------------------------- extreme values, grad contexts
+    ("seed-beyond-64-bits", lambda p: run(TinyCaffeNet(), conv1(), seed=2**70), ConfigError,
+     r"`seed` must be None or an integer in \[0, 2\*\*64 - 1\]; got 1180591620717411303424"),
+    ("seed-negative-pixel", lambda p: PixelImage(32, seed=-3), ConfigError, r"`seed` must be None or an integer"),
+    ("code-bound-nan-scalar", lambda p: DGNImage(TinyGenerator(), upper=float("nan")), BoundsError,
+     r"`upper` must be numbers \(use inf for no bound\); got 'NaN'"),
+    ("code-bound-not-a-number", lambda p: DGNImage(TinyGenerator(), lower="zero"), BoundsError,
+     r"`bounds file` must be an existing text file; got 'zero'"),
+    ("param-made-in-inference-mode", lambda p: run(TinyCaffeNet(), conv1(), inference_pixel()), ConfigError,
+     r"`param` must be built outside torch\.inference_mode\(\); got inference tensors"),
+    ("recipe-unknown-option", lambda p: ld.recipe("dgn_gd", "conv1", unit_mask(CONV1, 0), TinyGenerator(),
+                                                  maxiter=3), ConfigError,
+     r"`maxiter` must be an option of variant 'dgn_gd'; got 'maxiter'\. Did you mean 'iter_n'\?"),
+    ("preset-render-option-unknown", lambda p: prefer_img_gd(TinyCaffeNet(), "conv1", unit_mask(CONV1, 0),
+                                                             steps=3), ConfigError,
+     r"`steps` must be an option of variant 'gd'"),
     # ------------------------------------------------------------------------ weight files
     ("caffemodel-truncated", truncated_caffemodel, CorruptWeightsError,
      r"`.*cut\.caffemodel` must be a binary Caffe \.caffemodel \(NetParameter\); got malformed data at byte \d+"),

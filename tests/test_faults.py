@@ -320,3 +320,60 @@ def test_killed_process_never_leaves_a_partial_file(tmp_path, existing):
         assert not target.exists()
     leftovers = [p.name for p in tmp_path.iterdir() if p != target]
     assert all(n.startswith(".image.png.") and n.endswith(".part") for n in leftovers)  # hidden, never the name
+
+
+# ----------------------------------------------------------------- faults in overlapping renders
+def test_failing_nested_render_leaves_the_outer_render_and_the_model_clean():
+    """A render started in a callback fails (NaN); the outer render goes on and restores the model."""
+    model = make_net()
+    before = snapshot(model)
+    outer_param = pixel()
+    errors = []
+
+    def nested(info):
+        if info.step == 1:
+            model.poison.armed = float("nan")
+            try:
+                ld.render(model, conv2_unit(), pixel(), "gd", steps=3, progress=False)
+            except NonFiniteLossError as err:
+                errors.append(err)
+            finally:
+                model.poison.armed = None
+            assert all(not p.requires_grad for p in model.parameters())  # still frozen for the outer render
+
+    result = ld.render(model, conv2_unit(), outer_param, MomentumGD(lr=0.1, decay=0.0), steps=4, progress=False,
+                       callbacks=[nested])
+    assert len(errors) == 1 and result.steps == 4 and np.isfinite(result.final_activation).all()
+    assert_clean(before, outer_param, model)
+
+
+def test_a_failing_thread_does_not_disturb_a_concurrent_render():
+    import threading
+    model = make_net()
+    before = snapshot(model)
+    params = [pixel(), pixel()]
+    started, outcome = threading.Event(), {}
+
+    def failing():
+        def boom(info):
+            started.wait(timeout=30)
+            raise RuntimeError("callback failed")
+        try:
+            ld.render(model, conv2_unit(), params[0], "gd", steps=5, progress=False, callbacks=[boom])
+        except RuntimeError as err:
+            outcome["error"] = str(err)
+
+    def working():
+        def signal(info):
+            started.set()
+        outcome["result"] = ld.render(model, conv2_unit(), params[1], MomentumGD(lr=0.1, decay=0.0), steps=5,
+                                      progress=False, callbacks=[signal])
+
+    threads = [threading.Thread(target=failing), threading.Thread(target=working)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcome["error"] == "callback failed" and outcome["result"].steps == 5
+    assert_clean(before, params[0], model)
+    assert_clean(before, params[1], model)

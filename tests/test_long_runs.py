@@ -111,4 +111,4 @@ def test_objective_cache_does_not_grow_across_shapes():
     objective = ld.masked_units("fc8", ld.unit_mask((10,), 3))
     for batch in (1, 2, 3, 1, 2, 3):
         ld.render(model, objective, ld.PixelImage(32, batch=batch, seed=0), MomentumGD(), steps=1, progress=False)
-    assert len(objective.objective_func._cache) == 1
+    assert len(objective.term_func._cache) == 1

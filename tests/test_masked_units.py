@@ -69,7 +69,7 @@ def test_batch_of_masks(hand_conv, batch2):
     T = _own_accessor(hand_conv, batch2)
     assert masked_units("0", masks)(T).item() == pytest.approx(107.5)
     assert masked_units("0", masks, reduction="mean")(T).item() == pytest.approx(53.75)
-    assert torch.allclose(T.reports["activation"], torch.tensor([108.0, -215.5]))
+    assert torch.allclose(T.activations["masked_units"], torch.tensor([108.0, -215.5]))
     assert masked_units("0", masks, batch=1)(T).item() == pytest.approx(215.5)
 
 
@@ -85,7 +85,7 @@ def test_shared_mask_sums_over_batch_and_batch_index(hand_conv, batch2):
 def test_report_is_signed_mean_of_selected_units(hand_conv, batch2):
     T = _own_accessor(hand_conv, batch2)
     masked_units("0", channel_mask(SHAPE, 1), weight=3.0)(T)
-    assert torch.allclose(T.reports["activation"], torch.tensor([-107.5, -215.5]))
+    assert torch.allclose(T.activations["masked_units"], torch.tensor([-107.5, -215.5]))
 
 
 def test_layer_as_module_dotted_and_lucent_name(tiny_cnn):
@@ -169,7 +169,7 @@ def test_layer_type_error():
 def test_shape_mismatch_names_layer_and_shapes(hand_conv, batch2):
     T = _dict_accessor(hand_conv, batch2)
     with pytest.raises(MaskError) as info:
-        masked_units("0", unit_mask((2, 4, 4), 0))(T)
+        masked_units("0", unit_mask((2, 4, 4), 0).numpy())(T)  # an array: it must fit exactly
     text = str(info.value)
     assert "'0'" in text and "(2, 3, 3)" in text and "shape (2, 4, 4)" in text and "(2, 2, 3, 3)" in text
     with pytest.raises(MaskError) as info:

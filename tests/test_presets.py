@@ -67,12 +67,13 @@ def test_dgn_lbfgs_preset_is_the_composition():
 
 def test_every_variant_raises_the_target():
     net, gen = TinyCaffeNet(), TinyGenerator()
-    for name, fn in VARIANTS.items():
-        args = (net, gen) if name.startswith("dgn") else (net,)
-        steps = {"maxiter": 15} if "lbfgs" in name else {"iter_n": 15}
+    for name in VARIANTS:
+        options = ld.recipe_options(name)
+        steps = {"maxiter": 15} if "maxiter" in options else {"iter_n": 15}
         if name == "gd":  # a 32-pixel image: cnnpref's 32-pixel jitter and 10 % decay are too strong
             steps.update(jitter_size=4, decay=0.01)
-        r = fn(*args, "fc8", FC8, 1.0, seed=0, progress=False, **steps)
+        generator = gen if "lower" in options else None  # the code-bound options mark the generator variants
+        r = ld.recipe(name, "fc8", FC8, generator, seed=0, **steps).render(net, progress=False)
         assert r.final_activation[0] > r.activation_history[0, 0], name
 
 

@@ -5,8 +5,7 @@
 of the same names live in :mod:`lucent_dgn.cnnpref.presets` and at the top level
 (``lucent_dgn.prefer_img_gd`` ...), so the submodule names here stay free for the compatible API.
 """
-from .presets import EXAMPLE_SETTINGS, VARIANTS, Recipe, dgn_gd_recipe, dgn_lbfgs_recipe, gd_recipe, lbfgs_recipe
+from .presets import EXAMPLE_SETTINGS, VARIANTS
 from .receptive_field import receptive_field_mask
 
-__all__ = ["Recipe", "gd_recipe", "lbfgs_recipe", "dgn_gd_recipe", "dgn_lbfgs_recipe", "VARIANTS",
-           "EXAMPLE_SETTINGS", "receptive_field_mask"]
+__all__ = ["VARIANTS", "EXAMPLE_SETTINGS", "receptive_field_mask"]

@@ -12,9 +12,10 @@ from torch import nn
 from .._io import ensure_writable_dir
 from ..render.callbacks import Snapshot
 from ..render.result import StepInfo
+from ..spaces import CaffeSpace, ImageSpace
 from ..viz import save_png, save_snapshots
 
-__all__ = ["input_size", "Display", "snapshot_callbacks", "save_run_snapshots", "as_numpy"]
+__all__ = ["input_size", "net_space", "Display", "snapshot_callbacks", "save_run_snapshots", "as_numpy"]
 
 
 def input_size(net: nn.Module, image_size: Optional[int]) -> int:
@@ -22,6 +23,12 @@ def input_size(net: nn.Module, image_size: Optional[int]) -> int:
     if image_size is not None:
         return int(image_size)
     return int(getattr(net, "input_size", 227))
+
+
+def net_space(net: nn.Module) -> ImageSpace:
+    """The net's input space: ``net.input_space`` when declared, else Caffe net space (as cnnpref)."""
+    space = getattr(net, "input_space", None)
+    return space if isinstance(space, ImageSpace) else CaffeSpace()
 
 
 def as_numpy(x: Any) -> np.ndarray:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .presets import dgn_gd_recipe
-from ._compat import as_numpy, input_size, save_run_snapshots, snapshot_callbacks
+from ..recipes import recipe as make_recipe
+from ._compat import as_numpy, input_size, net_space, save_run_snapshots, snapshot_callbacks
 
 __all__ = ["generate_image"]
 
@@ -45,19 +45,19 @@ def generate_image(net_gen: nn.Module, net: nn.Module, layer: Any, feature_mask:
                    seed: Optional[int] = None, return_pre_update_image: bool = False) -> np.ndarray:
     """Preferred image through a generator by momentum GD. Returns RGB (H, W, 3) float32, 0-255, unclipped."""
     size = input_size(net, image_size)
-    recipe = dgn_gd_recipe(net_gen, layer, as_numpy(feature_mask), as_numpy(feature_weight), input_size=size,
-                           init="cnnpref" if initial_gen_feat is None else as_numpy(initial_gen_feat),
-                           lower=feat_lower_bound, upper=feat_upper_bound, seed=seed, iter_n=iter_n,
-                           lr=(lr_start, lr_end), momentum=(momentum_start, momentum_end),
-                           decay=(decay_start, decay_end))
+    pieces = make_recipe("dgn_gd", layer, as_numpy(feature_mask), net_gen, weight=as_numpy(feature_weight),
+                         input_size=size, init="cnnpref" if initial_gen_feat is None else as_numpy(initial_gen_feat),
+                         lower=feat_lower_bound, upper=feat_upper_bound, seed=seed, iter_n=iter_n,
+                         lr=(lr_start, lr_end), momentum=(momentum_start, momentum_end),
+                         decay=(decay_start, decay_end)).build(net)
     callbacks = snapshot_callbacks(save_intermediate, save_intermediate_every, disp_every)
-    tracker = _PreviousCode(recipe.param.variable)
+    tracker = _PreviousCode(pieces.param.variable)
     callbacks.append(tracker)
-    result = recipe.render(net, seed=seed, progress=False, callbacks=callbacks)
+    result = pieces.render(net, seed=seed, progress=False, callbacks=callbacks, input_space=net_space(net))
     save_run_snapshots(save_intermediate, save_intermediate_path, "prefer_img_dgn_gd", result.snapshots)
     if not return_pre_update_image:
         return np.float32(result.images_255[0])
-    param = recipe.param
+    param = pieces.param
     with torch.no_grad():
         param.variable.copy_(tracker.previous)
         image = param.to_rgb(param())[0].cpu().numpy() * 255.0

@@ -12,8 +12,8 @@ import numpy as np
 from torch import nn
 
 from ..errors import BoundsError, describe
-from .presets import dgn_lbfgs_recipe
-from ._compat import as_numpy, input_size, save_run_snapshots, snapshot_callbacks
+from ..recipes import recipe as make_recipe
+from ._compat import as_numpy, input_size, net_space, save_run_snapshots, snapshot_callbacks
 
 __all__ = ["generate_image"]
 
@@ -38,10 +38,10 @@ def generate_image(net_gen: nn.Module, net: nn.Module, layer: Any, feature_mask:
     """Preferred image through a generator by L-BFGS-B. Returns RGB (H, W, 3) float32, 0-255, unclipped."""
     size = input_size(net, image_size)
     lower, upper = _split_bounds(gen_feat_bounds)
-    recipe = dgn_lbfgs_recipe(net_gen, layer, as_numpy(feature_mask), as_numpy(feature_weight), input_size=size,
-                              init="cnnpref" if initial_gen_feat is None else as_numpy(initial_gen_feat),
-                              lower=lower, upper=upper, seed=seed, maxiter=maxiter, solver=solver)
+    pieces = make_recipe("dgn_lbfgs", layer, as_numpy(feature_mask), net_gen, weight=as_numpy(feature_weight),
+                         input_size=size, init="cnnpref" if initial_gen_feat is None else as_numpy(initial_gen_feat),
+                         lower=lower, upper=upper, seed=seed, maxiter=maxiter, solver=solver).build(net)
     callbacks = snapshot_callbacks(save_intermediate, save_intermediate_every, 1 if disp else 0)
-    result = recipe.render(net, seed=seed, progress=False, callbacks=callbacks)
+    result = pieces.render(net, seed=seed, progress=False, callbacks=callbacks, input_space=net_space(net))
     save_run_snapshots(save_intermediate, save_intermediate_path, "prefer_img_dgn_lbfgs", result.snapshots)
     return np.float32(result.images_255[0])

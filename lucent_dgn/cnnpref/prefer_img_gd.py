@@ -17,8 +17,8 @@ from typing import Any, Optional
 import numpy as np
 from torch import nn
 
-from .presets import gd_recipe
-from ._compat import as_numpy, input_size, save_run_snapshots, snapshot_callbacks
+from ..recipes import recipe as make_recipe
+from ._compat import as_numpy, input_size, net_space, save_run_snapshots, snapshot_callbacks
 
 __all__ = ["generate_image"]
 
@@ -41,8 +41,8 @@ def generate_image(net: nn.Module, layer: Any, feature_mask: Any, feature_weight
     """Preferred image by pixel gradient descent. Returns RGB (H, W, 3) float32, 0-255 scale, unclipped."""
     size = input_size(net, image_size)
     init = "random" if initial_image is None else np.asarray(initial_image, dtype=np.float32)
-    recipe = gd_recipe(
-        layer, as_numpy(feature_mask), as_numpy(feature_weight), image_size=size, init=init, seed=seed,
+    pieces = make_recipe(
+        "gd", layer, as_numpy(feature_mask), weight=as_numpy(feature_weight), image_size=size, init=init, seed=seed,
         iter_n=iter_n, lr=(lr_start, lr_end), momentum=(momentum_start, momentum_end),
         decay=(decay_start, decay_end), grad_normalize=grad_normalize,
         jitter_size=jitter_size if image_jitter else 0,
@@ -54,9 +54,9 @@ def generate_image(net: nn.Module, layer: Any, feature_mask: Any, feature_weight
         clip_small_contribution_every=clip_small_contribution_every,
         p_norm_weight=lamda_start if use_p_norm_reg else 0.0, p=p,
         tv_weight=TVlamda_start if use_TV_norm_reg else 0.0, tv_beta=TVbeta,
-        faithful_jitter_momentum=faithful_jitter_momentum)
-    initial = recipe.param.image_for_display()[0].cpu().numpy()
+        faithful_jitter_momentum=faithful_jitter_momentum).build(net)
+    initial = pieces.param.image_for_display()[0].cpu().numpy()
     callbacks = snapshot_callbacks(save_intermediate, save_intermediate_every, disp_every)
-    result = recipe.render(net, seed=seed, progress=False, callbacks=callbacks)
+    result = pieces.render(net, seed=seed, progress=False, callbacks=callbacks, input_space=net_space(net))
     save_run_snapshots(save_intermediate, save_intermediate_path, "prefer_img_gd", result.snapshots, initial)
     return np.float32(result.images_255[0])

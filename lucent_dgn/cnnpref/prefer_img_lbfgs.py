@@ -11,8 +11,8 @@ from typing import Any, Optional
 import numpy as np
 from torch import nn
 
-from .presets import lbfgs_recipe
-from ._compat import as_numpy, input_size, save_run_snapshots, snapshot_callbacks
+from ..recipes import recipe as make_recipe
+from ._compat import as_numpy, input_size, net_space, save_run_snapshots, snapshot_callbacks
 
 __all__ = ["generate_image"]
 
@@ -25,10 +25,10 @@ def generate_image(net: nn.Module, layer: Any, feature_mask: Any, feature_weight
     """Preferred image by L-BFGS-B. Returns RGB (H, W, 3) float64, 0-255 scale, within [0, 255]."""
     size = input_size(net, image_size)
     init = "random" if initial_image is None else np.asarray(initial_image, dtype=np.float32)
-    recipe = lbfgs_recipe(layer, as_numpy(feature_mask), as_numpy(feature_weight), image_size=size, init=init,
-                          seed=seed, maxiter=maxiter, solver=solver)
-    initial = recipe.param.image_for_display()[0].cpu().numpy()
+    pieces = make_recipe("lbfgs", layer, as_numpy(feature_mask), weight=as_numpy(feature_weight), image_size=size,
+                         init=init, seed=seed, maxiter=maxiter, solver=solver).build(net)
+    initial = pieces.param.image_for_display()[0].cpu().numpy()
     callbacks = snapshot_callbacks(save_intermediate, save_intermediate_every, 1 if disp else 0)
-    result = recipe.render(net, seed=seed, progress=False, callbacks=callbacks)
+    result = pieces.render(net, seed=seed, progress=False, callbacks=callbacks, input_space=net_space(net))
     save_run_snapshots(save_intermediate, save_intermediate_path, "prefer_img_lbfgs", result.snapshots, initial)
     return np.clip(np.float64(result.images_255[0]), 0.0, 255.0)

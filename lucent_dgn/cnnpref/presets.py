@@ -1,21 +1,27 @@
 """cnnpref's four algorithms as compositions objective x parameterization x optimizer.
 
-    prefer_img_gd         = masked_units x PixelImage (net space)      x MomentumGD (+ jitter, decay, blur, clipping)
-    prefer_img_lbfgs      = masked_units x PixelImage (bounds [0,255]) x L-BFGS-B
-    prefer_img_dgn_gd     = masked_units x DGNImage (code bounds)      x MomentumGD (+ code decay)
-    prefer_img_dgn_lbfgs  = masked_units x DGNImage (code bounds)      x L-BFGS-B
+    gd         = masked_units x PixelImage (net space)      x MomentumGD (+ jitter, decay, blur, clipping)
+    lbfgs      = masked_units x PixelImage (bounds [0,255]) x L-BFGS-B
+    dgn_gd     = masked_units x DGNImage (code bounds)      x MomentumGD (+ code decay)
+    dgn_lbfgs  = masked_units x DGNImage (code bounds)      x L-BFGS-B
 
-Each ``*_recipe`` function returns a :class:`Recipe` (the pieces, ready to inspect or change);
-each ``prefer_img_*`` function builds the recipe and renders it. Defaults are cnnpref's
-function defaults (cnnpref_spec §10); the per-script example settings are in
-:data:`EXAMPLE_SETTINGS`.
+They are registered as variants of :func:`lucent_dgn.recipe` (``ld.recipe("gd", layer, mask,
+**options).render(model)``); ``prefer_img_*`` are thin aliases that build and render in one call.
+Defaults are cnnpref's function defaults (cnnpref_spec §10); the per-script example settings are
+in :data:`EXAMPLE_SETTINGS`.
+
+Options shared by every variant: ``weight`` (unit weight, cnnpref's ``feature_weight``),
+``batch``, ``init``, ``seed``, ``transforms`` (extra transforms appended to the variant's),
+and the regularisers ``p_norm_weight``/``p`` and ``tv_weight``/``tv_beta`` (off by default; they
+crash in cnnpref, Q1/Q2). Pixel variants: ``image_size`` (None = the model's ``input_size``,
+else 227), ``space``. DGN variants: ``input_size`` (same rule), ``lower``/``upper`` code bounds,
+``fit``. GD variants: the :class:`~lucent_dgn.render.gd.MomentumGD` schedules. L-BFGS variants:
+``maxiter``, ``solver`` (``"torch"`` or ``"scipy"``) and that solver's options.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
-import torch
 from torch import nn
 
 from ..errors import ConfigError, describe
@@ -24,159 +30,156 @@ from ..objectives.regularizers import p_norm as p_norm_objective
 from ..objectives.regularizers import total_variation
 from ..parameterizations.dgn import DGNImage
 from ..parameterizations.pixel import PixelImage
+from ..recipes import Pieces, Recipe, Variant, recipe, register_variant, signature_defaults, split_options
 from ..render.gd import MomentumGD
-from ..render._setup import device_of
-from ..render.loop import render
+from ..render.lbfgs import LBFGSB, ScipyLBFGSB
 from ..render.result import RenderResult
 from ..render.transforms import Jitter
 
-__all__ = ["Recipe", "gd_recipe", "lbfgs_recipe", "dgn_gd_recipe", "dgn_lbfgs_recipe", "prefer_img_gd",
-           "prefer_img_lbfgs", "prefer_img_dgn_gd", "prefer_img_dgn_lbfgs", "VARIANTS", "EXAMPLE_SETTINGS",
-           "lbfgs_solver"]
+__all__ = ["prefer_img_gd", "prefer_img_lbfgs", "prefer_img_dgn_gd", "prefer_img_dgn_lbfgs", "VARIANTS",
+           "EXAMPLE_SETTINGS", "lbfgs_solver", "CNNPREF_SIZE"]
 
 Sched = Union[float, Tuple[float, float]]
 
+#: Input size cnnpref assumes (BVLC AlexNet) when neither the options nor the model give one.
+CNNPREF_SIZE = 227
 
-@dataclass
-class Recipe:
-    """The pieces of one preset. ``recipe.render(model)`` runs :func:`lucent_dgn.render` on them."""
-
-    objective: Any
-    param: Any
-    optimizer: Any
-    steps: int
-    transforms: List[Callable] = field(default_factory=list)
-    name: str = ""
-
-    def render(self, model: nn.Module, **kwargs: Any) -> RenderResult:
-        """Render on ``model`` (keyword arguments go to :func:`lucent_dgn.render`)."""
-        self.param.to(device_of(model) or torch.device("cpu"))
-        result = render(model, self.objective, self.param, self.optimizer, self.steps,
-                        transforms=self.transforms, **kwargs)
-        result.settings["variant"] = self.name
-        return result
-
-
-def _objective(layer, mask, weight, reg: Dict[str, Any]):
-    obj = masked_units(layer, mask, weight=weight)
-    if reg.get("p_norm_weight"):
-        obj = obj + p_norm_objective(p=reg.get("p", 3), weight=reg["p_norm_weight"])
-    if reg.get("tv_weight"):
-        obj = obj + total_variation(beta=reg.get("tv_beta", 2), weight=reg["tv_weight"])
-    return obj
+_COMMON = dict(weight=1.0, batch=1, seed=None, transforms=(), p_norm_weight=0.0, p=3, tv_weight=0.0, tv_beta=2)
+_PIXEL = dict(image_size=None, space="caffe", init="random")
+_DGN = dict(input_size=None, init="cnnpref", lower=0.0, upper=100.0, fit="crop")
+_GD = dict(iter_n=200, lr=(2.0, 1e-10), momentum=(0.9, 0.9))
+_TORCH_SOLVER = signature_defaults(LBFGSB, skip=("max_iter",))
+_SCIPY_SOLVER = signature_defaults(ScipyLBFGSB, skip=("maxiter",))
+_LBFGS = dict(maxiter=500, solver="torch", **_TORCH_SOLVER, **{k: v for k, v in _SCIPY_SOLVER.items()
+                                                               if k not in _TORCH_SOLVER})
+_SOLVERS = {"solver": ("torch", "scipy")}
+_SOLVER_GROUPS = {"torch": tuple(k for k in _TORCH_SOLVER if k not in _SCIPY_SOLVER),
+                  "scipy": tuple(k for k in _SCIPY_SOLVER if k not in _TORCH_SOLVER)}
 
 
 def lbfgs_solver(solver: str, maxiter: int, **options: Any):
     """``"torch"``: :class:`~lucent_dgn.render.lbfgs.LBFGSB` (fast, in torch);
-    ``"scipy"``: :class:`~lucent_dgn.render.lbfgs.ScipyLBFGSB` (cnnpref's solver, the reference)."""
-    from ..render.lbfgs import LBFGSB, ScipyLBFGSB
+    ``"scipy"``: :class:`~lucent_dgn.render.lbfgs.ScipyLBFGSB` (cnnpref's solver, the reference).
+    ``options`` go to the chosen solver."""
     if solver == "scipy":
-        return ScipyLBFGSB(maxiter=maxiter, **options)
+        return ScipyLBFGSB(maxiter=maxiter, **{k: v for k, v in options.items() if k in _SCIPY_SOLVER})
     if solver == "torch":
-        return LBFGSB(max_iter=maxiter, **options)
+        return LBFGSB(max_iter=maxiter, **{k: v for k, v in options.items() if k in _TORCH_SOLVER})
     raise ConfigError(describe("solver", "'torch' or 'scipy'", solver))
 
 
-def gd_recipe(layer: Any, mask: Any, weight: Any = 1.0, *, image_size: int = 227, batch: int = 1,
-              space: Any = "caffe", init: Any = "random", seed: Optional[int] = None,
-              iter_n: int = 200, lr: Sched = (2.0, 1e-10), momentum: Sched = (0.9, 0.9), decay: Sched = (0.1, 0.1),
-              grad_normalize: bool = True, jitter_size: int = 32, blur_sigma: Optional[Sched] = (2.0, 0.5),
-              clip_extreme: Optional[Sched] = None, clip_extreme_every: int = 4,
-              clip_small_norm: Optional[Sched] = None, clip_small_norm_every: int = 4,
-              clip_small_contribution: Optional[Sched] = None, clip_small_contribution_every: int = 4,
-              p_norm_weight: float = 0.0, p: float = 3, tv_weight: float = 0.0, tv_beta: float = 2,
-              faithful_jitter_momentum: bool = False, bounded: bool = False) -> Recipe:
-    """prefer_img_gd: masked units x pixel image x momentum GD with jitter, decay, blur and clipping.
-
-    ``jitter_size=0`` and ``blur_sigma=None`` switch those off; ``bounded=True`` projects pixels
-    onto [0, 255] after each step (cnnpref does not, Q5). p-norm/TV regularisers (broken in
-    cnnpref, Q1/Q2) are added as objective terms with constant weights.
-    """
-    objective = _objective(layer, mask, weight, dict(p_norm_weight=p_norm_weight, p=p, tv_weight=tv_weight,
-                                                     tv_beta=tv_beta))
-    param = PixelImage(image_size, batch=batch, space=space, init=init, bounded=bounded, seed=seed)
-    optimizer = MomentumGD(lr=lr, momentum=momentum, decay=decay, grad_normalize=grad_normalize, blur_sigma=blur_sigma,
-                           clip_extreme=clip_extreme, clip_extreme_every=clip_extreme_every,
-                           clip_small_norm=clip_small_norm, clip_small_norm_every=clip_small_norm_every,
-                           clip_small_contribution=clip_small_contribution,
-                           clip_small_contribution_every=clip_small_contribution_every, project=bounded,
-                           faithful_jitter_momentum=faithful_jitter_momentum)
-    transforms = [Jitter(jitter_size)] if jitter_size else []
-    return Recipe(objective, param, optimizer, iter_n, transforms, "prefer_img_gd")
+def _objective(spec: Recipe):
+    if spec.objective is not None:
+        return spec.objective
+    o = spec.options
+    obj = masked_units(spec.layer, spec.mask, weight=o["weight"])
+    if o["p_norm_weight"]:
+        obj = obj + p_norm_objective(p=o["p"], weight=o["p_norm_weight"])
+    if o["tv_weight"]:
+        obj = obj + total_variation(beta=o["tv_beta"], weight=o["tv_weight"])
+    return obj
 
 
-def lbfgs_recipe(layer: Any, mask: Any, weight: Any = 1.0, *, image_size: int = 227, batch: int = 1,
-                 space: Any = "caffe", init: Any = "random", seed: Optional[int] = None, maxiter: int = 500,
-                 solver: str = "torch", **solver_options: Any) -> Recipe:
-    """prefer_img_lbfgs: masked units x pixel image bounded to raw [0, 255] x L-BFGS-B (scalar sum loss)."""
-    objective = masked_units(layer, mask, weight=weight)
-    param = PixelImage(image_size, batch=batch, space=space, init=init, bounded=True, seed=seed)
-    return Recipe(objective, param, lbfgs_solver(solver, maxiter, **solver_options), maxiter, [], "prefer_img_lbfgs")
+def _size(value: Optional[int], model: Optional[nn.Module]) -> int:
+    if value is not None:
+        return int(value)
+    return int(getattr(model, "input_size", CNNPREF_SIZE)) if model is not None else CNNPREF_SIZE
 
 
-def dgn_gd_recipe(generator: nn.Module, layer: Any, mask: Any, weight: Any = 1.0, *, input_size: Optional[int] = 227,
-                  batch: int = 1, init: Any = "cnnpref", lower: Any = 0.0, upper: Any = 100.0,
-                  seed: Optional[int] = None, iter_n: int = 200, lr: Sched = (2.0, 1e-10),
-                  momentum: Sched = (0.9, 0.9), decay: Sched = (0.01, 0.01), clip_initial: bool = False) -> Recipe:
-    """prefer_img_dgn_gd: masked units x DGN code x momentum GD (gradient always normalised, code decay,
-    then projection onto the code bounds)."""
-    objective = masked_units(layer, mask, weight=weight)
-    param = DGNImage(generator, batch=batch, input_size=input_size, init=init, lower=lower, upper=upper,
-                     clip_initial=clip_initial, seed=seed)
-    optimizer = MomentumGD(lr=lr, momentum=momentum, decay=decay, grad_normalize=True, project=True)
-    return Recipe(objective, param, optimizer, iter_n, [], "prefer_img_dgn_gd")
+def _pixel(spec: Recipe, model: Optional[nn.Module], bounded: bool) -> PixelImage:
+    o = spec.options
+    return PixelImage(_size(o["image_size"], model), batch=o["batch"], space=o["space"], init=o["init"],
+                      bounded=bounded, seed=o["seed"])
 
 
-def dgn_lbfgs_recipe(generator: nn.Module, layer: Any, mask: Any, weight: Any = 1.0, *,
-                     input_size: Optional[int] = 227, batch: int = 1, init: Any = "cnnpref", lower: Any = 0.0,
-                     upper: Any = 100.0, seed: Optional[int] = None, maxiter: int = 500, solver: str = "torch",
-                     **solver_options: Any) -> Recipe:
-    """prefer_img_dgn_lbfgs: masked units x DGN code (box bounds) x L-BFGS-B."""
-    objective = masked_units(layer, mask, weight=weight)
-    param = DGNImage(generator, batch=batch, input_size=input_size, init=init, lower=lower, upper=upper,
-                     clip_initial=True, seed=seed)
-    return Recipe(objective, param, lbfgs_solver(solver, maxiter, **solver_options), maxiter, [],
-                  "prefer_img_dgn_lbfgs")
+def _dgn(spec: Recipe, model: Optional[nn.Module], clip_initial: bool) -> DGNImage:
+    o = spec.options
+    return DGNImage(spec.generator, batch=o["batch"], input_size=_size(o["input_size"], model), fit=o["fit"],
+                    init=o["init"], lower=o["lower"], upper=o["upper"], clip_initial=clip_initial, seed=o["seed"])
 
 
-def _render_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
-    keys = ("progress", "callbacks", "device", "stop_early", "preserve_pre_relu")
-    return {k: kwargs.pop(k) for k in keys if k in kwargs}
+def _lbfgs(spec: Recipe):
+    o = spec.options
+    return lbfgs_solver(o["solver"], o["maxiter"], **{k: o[k] for k in (*_TORCH_SOLVER, *_SCIPY_SOLVER)})
 
 
-def _image_size(model: nn.Module, kwargs: Dict[str, Any], key: str) -> None:
-    if kwargs.get(key) is None and hasattr(model, "input_size"):
-        kwargs[key] = int(model.input_size)
+def _build_gd(spec: Recipe, model: Optional[nn.Module]) -> Pieces:
+    o = spec.options
+    optimizer = MomentumGD(lr=o["lr"], momentum=o["momentum"], decay=o["decay"], grad_normalize=o["grad_normalize"],
+                           blur_sigma=o["blur_sigma"], clip_extreme=o["clip_extreme"],
+                           clip_extreme_every=o["clip_extreme_every"], clip_small_norm=o["clip_small_norm"],
+                           clip_small_norm_every=o["clip_small_norm_every"],
+                           clip_small_contribution=o["clip_small_contribution"],
+                           clip_small_contribution_every=o["clip_small_contribution_every"], project=o["bounded"],
+                           faithful_jitter_momentum=o["faithful_jitter_momentum"])
+    transforms = ([Jitter(o["jitter_size"])] if o["jitter_size"] else []) + list(o["transforms"])
+    return Pieces(_objective(spec), _pixel(spec, model, o["bounded"]), optimizer, o["iter_n"], transforms,
+                  seed=o["seed"])
+
+
+def _build_lbfgs(spec: Recipe, model: Optional[nn.Module]) -> Pieces:
+    o = spec.options
+    return Pieces(_objective(spec), _pixel(spec, model, True), _lbfgs(spec), o["maxiter"], list(o["transforms"]),
+                  seed=o["seed"])
+
+
+def _build_dgn_gd(spec: Recipe, model: Optional[nn.Module]) -> Pieces:
+    o = spec.options
+    optimizer = MomentumGD(lr=o["lr"], momentum=o["momentum"], decay=o["decay"], grad_normalize=True, project=True)
+    return Pieces(_objective(spec), _dgn(spec, model, o["clip_initial"]), optimizer, o["iter_n"],
+                  list(o["transforms"]), seed=o["seed"])
+
+
+def _build_dgn_lbfgs(spec: Recipe, model: Optional[nn.Module]) -> Pieces:
+    o = spec.options
+    return Pieces(_objective(spec), _dgn(spec, model, True), _lbfgs(spec), o["maxiter"], list(o["transforms"]),
+                  seed=o["seed"])
+
+
+register_variant(Variant(
+    "gd", {**_COMMON, **_PIXEL, **_GD, "decay": (0.1, 0.1), "grad_normalize": True, "jitter_size": 32,
+           "blur_sigma": (2.0, 0.5), "clip_extreme": None, "clip_extreme_every": 4, "clip_small_norm": None,
+           "clip_small_norm_every": 4, "clip_small_contribution": None, "clip_small_contribution_every": 4,
+           "faithful_jitter_momentum": False, "bounded": False},
+    _build_gd, summary="prefer_img_gd: masked units x pixel image x momentum GD (jitter, decay, blur, clipping)"))
+register_variant(Variant(
+    "lbfgs", {**_COMMON, **_PIXEL, **_LBFGS}, _build_lbfgs, option_groups=_SOLVER_GROUPS, choices=_SOLVERS,
+    summary="prefer_img_lbfgs: masked units x pixel image in [0, 255] x L-BFGS-B"))
+register_variant(Variant(
+    "dgn_gd", {**_COMMON, **_DGN, **_GD, "decay": (0.01, 0.01), "clip_initial": False}, _build_dgn_gd,
+    needs_generator=True, summary="prefer_img_dgn_gd: masked units x generator code (bounds) x momentum GD"))
+register_variant(Variant(
+    "dgn_lbfgs", {**_COMMON, **_DGN, **_LBFGS}, _build_dgn_lbfgs, needs_generator=True,
+    option_groups=_SOLVER_GROUPS, choices=_SOLVERS, summary="prefer_img_dgn_lbfgs: masked units x generator code (bounds) x L-BFGS-B"))
+
+
+def _alias(variant: str, model: nn.Module, generator: Optional[nn.Module], layer: Any, mask: Any, weight: Any,
+           kwargs: Dict[str, Any]) -> RenderResult:
+    options, render_options = split_options(kwargs)
+    return recipe(variant, layer, mask, generator, weight=weight, **options).render(model, **render_options)
 
 
 def prefer_img_gd(model: nn.Module, layer: Any, mask: Any, weight: Any = 1.0, **kwargs: Any) -> RenderResult:
-    """Render with :func:`gd_recipe` (keywords: the recipe's, plus render's progress/callbacks/device)."""
-    rk = _render_kwargs(kwargs)
-    _image_size(model, kwargs, "image_size")
-    return gd_recipe(layer, mask, weight, **kwargs).render(model, seed=kwargs.get("seed"), **rk)
+    """``recipe("gd", layer, mask, weight=weight, **options).render(model, **render_options)``:
+    keywords are the variant's options (:func:`lucent_dgn.recipe_options`) and render options."""
+    return _alias("gd", model, None, layer, mask, weight, kwargs)
 
 
 def prefer_img_lbfgs(model: nn.Module, layer: Any, mask: Any, weight: Any = 1.0, **kwargs: Any) -> RenderResult:
-    """Render with :func:`lbfgs_recipe`."""
-    rk = _render_kwargs(kwargs)
-    _image_size(model, kwargs, "image_size")
-    return lbfgs_recipe(layer, mask, weight, **kwargs).render(model, seed=kwargs.get("seed"), **rk)
+    """``recipe("lbfgs", ...)`` built and rendered in one call (see :func:`prefer_img_gd`)."""
+    return _alias("lbfgs", model, None, layer, mask, weight, kwargs)
 
 
 def prefer_img_dgn_gd(model: nn.Module, generator: nn.Module, layer: Any, mask: Any, weight: Any = 1.0,
                       **kwargs: Any) -> RenderResult:
-    """Render with :func:`dgn_gd_recipe`."""
-    rk = _render_kwargs(kwargs)
-    _image_size(model, kwargs, "input_size")
-    return dgn_gd_recipe(generator, layer, mask, weight, **kwargs).render(model, seed=kwargs.get("seed"), **rk)
+    """``recipe("dgn_gd", layer, mask, generator, ...)`` built and rendered in one call."""
+    return _alias("dgn_gd", model, generator, layer, mask, weight, kwargs)
 
 
 def prefer_img_dgn_lbfgs(model: nn.Module, generator: nn.Module, layer: Any, mask: Any, weight: Any = 1.0,
                          **kwargs: Any) -> RenderResult:
-    """Render with :func:`dgn_lbfgs_recipe`."""
-    rk = _render_kwargs(kwargs)
-    _image_size(model, kwargs, "input_size")
-    return dgn_lbfgs_recipe(generator, layer, mask, weight, **kwargs).render(model, seed=kwargs.get("seed"), **rk)
+    """``recipe("dgn_lbfgs", layer, mask, generator, ...)`` built and rendered in one call."""
+    return _alias("dgn_lbfgs", model, generator, layer, mask, weight, kwargs)
 
 
 VARIANTS: Dict[str, Callable[..., RenderResult]] = {

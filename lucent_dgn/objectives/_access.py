@@ -18,12 +18,13 @@ import weakref
 from typing import Any, Callable, Dict, Optional
 
 import torch
+from lucent.optvis.objectives import Objective
 from torch import nn
 
 from ..errors import LayerNotFoundError, describe
 from ..layers import LayerRef, to_lucent_name
 
-__all__ = ["read_activation", "is_own_accessor", "layer_label"]
+__all__ = ["read_activation", "is_own_accessor", "layer_label", "item_objective", "report_activation"]
 
 INPUT = "input"
 _PSEUDO_LAYERS = (INPUT, "labels")
@@ -150,3 +151,47 @@ def read_activation(T: Callable[[Any], torch.Tensor], layer: LayerRef) -> torch.
     tensor = T(key)
     _warn_overwritten(key, table, tensor)
     return tensor
+
+
+def item_objective(func: Callable[[Any], torch.Tensor], name: str, description: str = "") -> Objective:
+    """A Lucent ``Objective`` from a function that returns per-item LOSSES.
+
+    ``func(T) -> Tensor (B,)``: the loss of each batch item (lower = better). The objective's value
+    is their sum, a scalar, wherever it runs (Lucent's ``render_vis`` included). Inside
+    lucent_dgn's render loop the term also *declares* its per-item losses: when every term of a
+    composed objective is built with this function, the loop evaluates the composition item by
+    item (Lucent's ``+``, ``-`` and ``* number`` act element-wise), so optimizers that keep one
+    history per item (:class:`~lucent_dgn.render.lbfgs.LBFGSB`, the gradient-free searches) get
+    exact per-item losses. A term that reads activations some other way (e.g. Lucent's own
+    ``channel()``) makes the render use one joint loss instead; nothing is guessed from values.
+
+    Inside ``func``, :func:`report_activation` records a per-item activation for the render's
+    history, keyed by ``name`` (``name#2``, ... for repeated names).
+
+    The returned Objective has ``per_item = True`` and ``term_func = func``.
+
+    Args:
+        func: ``T -> (B,)`` per-item losses; ``T`` is the activation accessor.
+        name: the term's name (Lucent's ``Objective.name``; the key of its activation record).
+        description: Lucent's ``Objective.description``.
+    """
+    def objective_func(T: Any) -> torch.Tensor:
+        if not is_own_accessor(T):
+            return func(T).sum()
+        with T.term(name):
+            items = func(T)
+        if not isinstance(items, torch.Tensor) or items.ndim != 1:
+            raise TypeError(describe(f"objective term {name!r}", "a function returning per-item losses (B,)",
+                                     getattr(items, "shape", type(items).__name__)))
+        return items if T.item_mode else items.sum()
+
+    objective = Objective(objective_func, name=name, description=description)
+    objective.per_item = True
+    objective.term_func = func
+    return objective
+
+
+def report_activation(T: Any, values: torch.Tensor) -> None:
+    """Record (B,) per-item activation values of the running term (a no-op outside our render loop)."""
+    if is_own_accessor(T):
+        T.report_activation(values)

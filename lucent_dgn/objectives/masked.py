@@ -20,8 +20,8 @@ from torch import nn
 
 from ..errors import ConfigError, MaskError, ShapeError, describe
 from ..layers import LayerRef
-from ._access import is_own_accessor, layer_label, read_activation
-from .masks import as_bool_mask
+from ._access import item_objective, layer_label, read_activation, report_activation
+from .masks import MaskSpec, as_bool_mask
 
 __all__ = ["masked_units", "REDUCTIONS"]
 
@@ -87,11 +87,27 @@ class _MaskedUnits:
         self.batch = None if batch is None else int(batch)
         self._cache: Dict[Any, _Plan] = {}
 
-    def _shape_error(self, act_shape: Tuple[int, ...], full_batch: int) -> MaskError:
+    def _shape_error(self, act_shape: Tuple[int, ...], full_batch: int, reason: Optional[str] = None) -> MaskError:
         feature = act_shape[1:]
         rule = (f"the feature shape of layer {layer_label(self.layer)!r}, {feature}, or one mask per batch "
                 f"item, {(full_batch,) + feature} (batch size {full_batch})")
-        return MaskError(describe("mask", rule, f"shape {tuple(self.mask.shape)}", raw=True))
+        spec = getattr(self.mask, "mask_spec", None)
+        got = f"shape {tuple(self.mask.shape)}" + (f" from {spec}" if spec is not None else "")
+        if reason is None:  # a spec'd mask that resolved but does not fit differs in its batch axis
+            reason = "" if spec is not None else _size_hint(tuple(self.mask.shape), feature)
+        return MaskError(describe("mask", rule, got, reason, raw=True))
+
+    def _resolve(self, act_shape: Tuple[int, ...], full_batch: int) -> torch.Tensor:
+        """The mask for this feature shape: a builder's mask made for another height/width is
+        rebuilt from its :class:`~lucent_dgn.objectives.masks.MaskSpec`; any other mask is kept."""
+        spec = getattr(self.mask, "mask_spec", None)
+        feature = act_shape[1:]
+        if not isinstance(spec, MaskSpec) or spec.shape == feature:
+            return self.mask
+        reason = spec.mismatch(feature)
+        if reason is not None:
+            raise self._shape_error(act_shape, full_batch, reason)
+        return spec.resolve(feature)
 
     def _select_rows(self, tensor: torch.Tensor, ndim: int, full_batch: int) -> torch.Tensor:
         """With ``batch=i``, keep row i of a per-item (B, ...) tensor."""
@@ -101,7 +117,7 @@ class _MaskedUnits:
 
     def _prepare(self, act: torch.Tensor, full_batch: int) -> _Plan:
         shape = tuple(act.shape)
-        mask = self._select_rows(self.mask, act.ndim, full_batch)
+        mask = self._select_rows(self._resolve(shape, full_batch), act.ndim, full_batch)
         if mask.ndim == act.ndim - 1:
             ok = tuple(mask.shape) == shape[1:]
         else:
@@ -133,6 +149,7 @@ class _MaskedUnits:
         return self._cache[key]
 
     def __call__(self, T: Any) -> torch.Tensor:
+        """Per-item losses (B,) of the full batch (with ``batch=i`` only item i is non-zero)."""
         act = read_activation(T, self.layer)
         full_batch = act.shape[0]
         if self.batch is not None:
@@ -142,17 +159,26 @@ class _MaskedUnits:
         plan = self.prepared(act, full_batch)
         selected = act.reshape(-1)[plan.index]  # only the selected units: (K,)
         weighted = selected if plan.weight is None else selected * plan.weight
-        total = weighted.sum()
-        loss = -total if self.reduction == "sum" else -total / plan.per_item.sum()
-        if is_own_accessor(T):
-            with torch.no_grad():
-                sums = torch.zeros(act.shape[0], dtype=act.dtype, device=act.device)
-                T.report("activation", sums.index_add_(0, plan.item, selected.detach()) / plan.per_item)
-                if self.batch is None:  # per-item losses, for optimizers that treat items separately
-                    items = torch.zeros_like(sums).index_add_(0, plan.item, weighted.detach())
-                    scale = 1.0 if self.reduction == "sum" else 1.0 / plan.index.numel()  # K = per_item.sum()
-                    T.report("loss", -items * scale, accumulate=True)
-        return loss
+        items = torch.zeros(act.shape[0], dtype=act.dtype, device=act.device).index_add(0, plan.item, weighted)
+        losses = -items if self.reduction == "sum" else -items / plan.index.numel()  # K = per_item.sum()
+        with torch.no_grad():
+            sums = torch.zeros_like(items).index_add_(0, plan.item, selected.detach())
+            report_activation(T, sums / plan.per_item)
+        if self.batch is not None and full_batch > 1:
+            losses = torch.zeros(full_batch, dtype=act.dtype, device=act.device).index_copy(
+                0, torch.tensor([self.batch], device=act.device), losses)
+        return losses
+
+
+def _size_hint(mask_shape: Tuple[int, ...], feature: Tuple[int, ...]) -> str:
+    """Advice for a plain mask whose channels fit but whose height/width do not."""
+    own = mask_shape[-len(feature):] if len(mask_shape) in (len(feature), len(feature) + 1) else ()
+    if len(feature) != 3 or len(own) != 3 or own[0] != feature[0] or own[1:] == feature[1:]:
+        return ""
+    return ("The map's height and width follow the input size: feed the size the mask was made for (Lucent's "
+            "render_vis upsamples inputs under 224 px to 224 unless fixed_image_size is given, and its standard "
+            "transforms rescale), or build the mask with channel_mask, unit_mask, unit_masks or "
+            "region_mask(relative=True), which resolve against the map the objective sees.")
 
 
 def _description(layer: LayerRef, mask: torch.Tensor, weight: torch.Tensor, reduction: str,
@@ -174,7 +200,14 @@ def masked_units(layer: LayerRef, mask: Any, weight: Any = 1.0, reduction: str =
             one Lucent hooks; in lucent_dgn's render loop any reference works.
         mask: which units: (C, H, W) or (C,) shared by every batch item, or (B, C, H, W) / (B, C)
             with one mask per item (every item must select at least one unit). Bool or {0, 1}
-            numbers; torch tensor, numpy array or nested lists.
+            numbers; torch tensor, numpy array or nested lists. A mask from
+            :func:`~lucent_dgn.objectives.channel_mask`, :func:`~lucent_dgn.objectives.unit_mask`,
+            :func:`~lucent_dgn.objectives.unit_masks` or :func:`~lucent_dgn.objectives.region_mask`
+            resolves against the map the objective actually sees when its height/width differ
+            from the shape it was built for (channels stay, default positions are the map's
+            centre, ``relative=True`` positions scale; see :func:`~lucent_dgn.objectives.resolve_mask`),
+            e.g. under Lucent's ``render_vis``, whose transforms change the input size. Any other
+            mask must fit the layer exactly.
         weight: scalar (default 1.0) or array broadcastable to the layer's output; it multiplies
             the whole map before masking (cnnpref Q11). Must be finite.
         reduction: ``"sum"`` (default, cnnpref) or ``"mean"`` (divide by the number of selected
@@ -186,13 +219,17 @@ def masked_units(layer: LayerRef, mask: Any, weight: Any = 1.0, reduction: str =
         A ``lucent.optvis.objectives.Objective`` (composes with ``+ - *`` and runs under Lucent's
         ``render_vis``) whose value is a scalar loss. Its attributes ``layers`` (``(layer,)``),
         ``mask`` (bool tensor), ``weight`` (tensor), ``reduction`` and ``batch`` describe it.
-        Under lucent_dgn's accessor it also reports ``"activation"``: per item (B,), the signed
-        mean raw activation of the item's selected units (cnnpref prints the mean of |f|; the
-        signed mean keeps the direction visible). Gradients use the raw, pre-ReLU values.
+        It declares per-item losses (:func:`~lucent_dgn.objectives.item_objective`), and in
+        lucent_dgn's render loop it records its activation under the name ``"masked_units"``:
+        per item (B,), the signed mean raw activation of the item's selected units (cnnpref
+        prints the mean of |f|; the signed mean keeps the direction visible). Gradients use the
+        raw, pre-ReLU values.
 
     Raises:
         MaskError: a mask that is not binary (weights go in ``weight``), has NaN/inf, selects no
-            unit, or (at the first evaluation) does not fit the layer's feature shape.
+            unit, or (at the first evaluation on a map of its size) neither fits the layer's
+            feature shape nor resolves against it (another channel count, absolute positions on
+            an axis whose size changed, an array of another height/width).
         ConfigError: an unknown ``reduction``, a bad ``batch`` or a non-finite ``weight``.
         ShapeError: (at evaluation) a ``weight`` that does not broadcast to the layer's output.
     """
@@ -200,8 +237,8 @@ def masked_units(layer: LayerRef, mask: Any, weight: Any = 1.0, reduction: str =
     mask_t = as_bool_mask(mask)
     weight_t = _as_weight(weight)
     func = _MaskedUnits(layer, mask_t, weight_t, reduction, batch)
-    objective = Objective(func, name="masked_units",
-                          description=_description(layer, mask_t, weight_t, reduction, batch))
+    objective = item_objective(func, name="masked_units",
+                               description=_description(layer, mask_t, weight_t, reduction, batch))
     objective.layers = (layer,)
     objective.mask = mask_t
     objective.weight = weight_t

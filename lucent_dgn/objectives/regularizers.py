@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from lucent.optvis.objectives import Objective
 
 from ..errors import ConfigError, describe
-from ._access import read_activation
+from ._access import item_objective, read_activation
 
 __all__ = ["p_norm", "total_variation", "tv_map"]
 
@@ -41,16 +41,17 @@ def p_norm(p: float = 3, weight: float = 1.0) -> Objective:
         weight: multiplier (cnnpref's ``lamda``), default 1.0.
 
     Returns:
-        A Lucent ``Objective``; its gradient is ``weight * p * |x|^(p-1) * sign(x)`` (spec §8).
+        A Lucent ``Objective`` with per-item values (each item's own sum); its gradient is
+        ``weight * p * |x|^(p-1) * sign(x)`` (spec §8).
     """
     p = _positive(p, "p")
     weight = _finite(weight, "weight")
 
     def func(T: Any) -> torch.Tensor:
         x = read_activation(T, "input")
-        return weight * x.abs().pow(p).sum()
+        return weight * x.abs().pow(p).flatten(1).sum(1)
 
-    objective = Objective(func, name="p_norm", description=f"P Norm [p={p:g}, weight={weight:g}]")
+    objective = item_objective(func, name="p_norm", description=f"P Norm [p={p:g}, weight={weight:g}]")
     objective.layers = ("input",)
     return objective
 
@@ -84,7 +85,7 @@ def total_variation(beta: float = 2, weight: float = 1.0) -> Objective:
         weight: multiplier (cnnpref's ``TVlamda``), default 1.0.
 
     Returns:
-        A Lucent ``Objective``. Forward differences along H and W, 0 at the last row/column,
+        A Lucent ``Objective`` with per-item values. Forward differences along H and W, 0 at the last row/column,
         per channel and item (see :func:`tv_map`). Unlike cnnpref, no 1e-5 floor is applied to the
         gradient; away from flat regions the gradient equals cnnpref's analytic one.
     """
@@ -93,9 +94,9 @@ def total_variation(beta: float = 2, weight: float = 1.0) -> Objective:
 
     def func(T: Any) -> torch.Tensor:
         x = read_activation(T, "input")
-        return weight * tv_map(x, beta).sum()
+        return weight * tv_map(x, beta).flatten(1).sum(1)
 
-    objective = Objective(func, name="total_variation",
+    objective = item_objective(func, name="total_variation",
                           description=f"Total Variation [beta={beta:g}, weight={weight:g}]")
     objective.layers = ("input",)
     return objective

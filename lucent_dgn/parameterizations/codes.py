@@ -8,6 +8,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from .._validate import check_seed
 from ..errors import BoundsError, ConfigError, ShapeError, describe
 
 __all__ = ["initial_code", "load_act_range", "code_bounds", "estimate_code_bounds", "BoundSpec"]
@@ -28,6 +29,7 @@ def initial_code(kind: Union[str, np.ndarray, torch.Tensor], batch: int, code_sh
         seed: seed of a local generator (the global RNG is untouched).
     """
     shape = (batch,) + tuple(code_shape)
+    seed = check_seed(seed)
     if not isinstance(kind, str):
         code = torch.as_tensor(np.asarray(kind) if not isinstance(kind, torch.Tensor) else kind).float()
         if tuple(code.shape) == tuple(code_shape):
@@ -75,13 +77,16 @@ def _as_bound(spec: BoundSpec, code_shape: Tuple[int, ...], name: str, default: 
         return torch.full(code_shape, default)
     if isinstance(spec, (str, os.PathLike)):
         return torch.from_numpy(load_act_range(spec, expected=size)).reshape(code_shape)
-    t = torch.as_tensor(np.asarray(spec, dtype=np.float32) if not isinstance(spec, torch.Tensor) else spec).float()
+    try:
+        t = torch.as_tensor(np.asarray(spec, dtype=np.float32) if not isinstance(spec, torch.Tensor) else spec).float()
+    except (TypeError, ValueError) as err:
+        raise BoundsError(describe(name, "a number, an array of numbers or an act_range file path", spec)) from err
+    if torch.isnan(t).any():
+        raise BoundsError(describe(name, "numbers (use inf for no bound)", "NaN"))
     if t.ndim == 0:
         return t.expand(code_shape).clone()
     if t.numel() != size:
         raise BoundsError(describe(name, f"a scalar or {size} values (one per code unit)", f"{t.numel()} values", raw=True))
-    if torch.isnan(t).any():
-        raise BoundsError(describe(name, "numbers (use inf for no bound)", "NaN"))
     return t.reshape(code_shape).clone()
 
 

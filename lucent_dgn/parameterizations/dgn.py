@@ -5,9 +5,12 @@
 
 This is the image prior of Nguyen et al. 2016 (DGN-AM, arXiv:1605.09304) with the DeePSiM
 generators of Dosovitskiy & Brox 2016 (arXiv:1602.02644), as used by cnnpref's
-``prefer_img_dgn_gd`` / ``prefer_img_dgn_lbfgs``. No clamp sits in the gradient path: the model
-sees the raw generator output (clamping is for display only), and pixels outside the crop get
-exactly zero gradient.
+``prefer_img_dgn_gd`` / ``prefer_img_dgn_lbfgs``. In lucent_dgn's render loop no clamp sits in
+the gradient path: the model sees the raw generator output (clamping is for display only), and
+pixels outside the crop get exactly zero gradient. Under Lucent's ``render_vis``
+(:meth:`~lucent_dgn.parameterizations.base.Parameterization.lucent_param_f`) the image is RGB
+clipped to [0, 1] with a straight-through gradient, the code is projected into its bounds after
+every optimizer step, and the generator is called statelessly (detached weights, eval mode).
 """
 from __future__ import annotations
 
@@ -37,8 +40,8 @@ class DGNImage(Parameterization):
         input_size: the model's input size S; the generator output is centre-cropped to S x S at
             offset ((G-S)//2, (G-S)//2) (cnnpref: 256 -> 227 at 14). None = the full output.
         fit: ``"crop"`` (default) or ``"resize"`` (bilinear) when the sizes differ.
-        model_space: the model's input space; None = decided by the render loop (the model's
-            ``input_space`` attribute, else the generator's output space unchanged, as cnnpref).
+        model_space: the model's input space, if you want to declare it here; None (default) =
+            resolved by each render (see :func:`lucent_dgn.render`).
         init: initial code: ``"cnnpref"`` (10·ReLU(N(0,1)), default), ``"normal"`` (N(0,1), DGN-AM),
             ``"zeros"``, ``"stats"`` (mean + std·N(0,1) from the generator's code statistics) or an array.
         lower, upper: code bounds: scalar, one value per unit, or an act_range file path; None
@@ -88,12 +91,12 @@ class DGNImage(Parameterization):
             self.project_()
 
     def frozen_modules(self) -> List[nn.Module]:
-        """Modules the render loop freezes (the generator)."""
+        """Modules the render loop freezes (the generator), called through :meth:`call_frozen`."""
         return [self.generator]
 
     def generate(self) -> torch.Tensor:
         """Full generator output (N, C, G, G) in the generator's output space."""
-        return self.generator(self.variable)
+        return self.call_frozen(self.generator, self.variable)
 
     def fit_to_model(self, image: torch.Tensor) -> torch.Tensor:
         """Crop or resize a generator image to the model's input size (no clamp)."""
@@ -109,20 +112,15 @@ class DGNImage(Parameterization):
         top, left = (h - size) // 2, (w - size) // 2
         return image[..., top:top + size, left:left + size]
 
-    def forward(self) -> torch.Tensor:
-        """The model input (N, C, S, S) in the model's input space."""
-        image = self.fit_to_model(self.generate())
-        target = self.model_space if self.model_space is not None else self.generator.output_space
-        return convert(image, self.generator.output_space, target)
+    @property
+    def native_space(self) -> ImageSpace:
+        """The generator's output space."""
+        return self.generator.output_space
 
-    def to_rgb(self, image: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(N, H, W, 3) RGB 0-1 scale, unclipped: of ``image`` (model space) or of the current code."""
-        if image is None:
-            rgb = self.generator.output_space.to_rgb01(self.fit_to_model(self.generate()))
-        else:
-            src = self.model_space if self.model_space is not None else self.generator.output_space
-            rgb = src.to_rgb01(image)
-        return rgb.permute(0, 2, 3, 1)
+    def forward(self, space: Optional[ImageSpace] = None) -> torch.Tensor:
+        """The model input (N, C, S, S) in ``space`` (default: :meth:`target_space`)."""
+        image = self.fit_to_model(self.generate())
+        return convert(image, self.generator.output_space, self.target_space(space))
 
     def bounds(self) -> Optional[Bounds]:
         if torch.isinf(self.lower).all() and torch.isinf(self.upper).all():

@@ -15,10 +15,12 @@ __all__ = ["LucentParam"]
 class LucentParam(Parameterization):
     """Wrap a Lucent ``param_f`` such as ``lucent.optvis.param.image(128, fft=True)``.
 
-    ``image_f()`` returns RGB on the 0-1 scale (N, 3, H, W); ``forward()`` converts it to the
-    model's input space (``model_space``; None = the render loop picks ``model.input_space`` or
-    torchvision normalisation, as Lucent's ``render_vis(preprocess=True)`` does).
-    Lucent parameterizations declare no bounds and no decay space.
+    ``image_f()`` returns RGB on the 0-1 scale (N, 3, H, W) (:attr:`native_space` is
+    ``UnitSpace(3)``); ``forward(space)`` converts it to the model's input space, which the render
+    loop resolves per call: ``model.input_space`` when the model declares one, else torchvision's
+    ImageNet normalisation, as Lucent's ``render_vis(preprocess=True)`` does (``render(...,
+    preprocess=False)`` feeds the RGB image unchanged). ``model_space`` declares the space here
+    instead. Lucent parameterizations declare no bounds and no decay space.
     """
 
     def __init__(self, param_f: Callable, model_space: Optional[ImageSpace] = None) -> None:
@@ -53,13 +55,9 @@ class LucentParam(Parameterization):
             for t in self._tensors:
                 t.mul_(1.0 - d)
 
-    def forward(self) -> torch.Tensor:
-        rgb = self.image_f()
-        target = self.model_space if self.model_space is not None else self.rgb_space
-        return convert(rgb, self.rgb_space, target)
+    @property
+    def native_space(self) -> ImageSpace:
+        return self.rgb_space
 
-    def to_rgb(self, image: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if image is None:
-            return self.image_f().permute(0, 2, 3, 1)
-        src = self.model_space if self.model_space is not None else self.rgb_space
-        return src.to_rgb01(image).permute(0, 2, 3, 1)
+    def forward(self, space: Optional[ImageSpace] = None) -> torch.Tensor:
+        return convert(self.image_f(), self.rgb_space, self.target_space(space))

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validate import check_seed
 from ..errors import ConfigError, ShapeError, describe
 from ..spaces import ImageSpace, convert, get_space
 from .base import Bounds, Parameterization
@@ -26,15 +27,16 @@ class PixelImage(Parameterization):
     * ``"unit"``/``"gray"`` or a :class:`~lucent_dgn.spaces.UnitSpace`: values on the 0-1 scale
       (Lucent's RGB [0, 1]); decay pulls towards black.
 
-    ``forward()`` converts the stored image to ``model_space`` (the model's input encoding:
-    Caffe net space, torchvision-normalised RGB, ...). When ``model_space`` is None the render
-    loop takes ``model.input_space`` if the model has one, else the storage space itself.
+    ``forward(space)`` converts the stored image to the model's input encoding (Caffe net space,
+    torchvision-normalised RGB, ...), which the render loop resolves per call (see
+    :func:`lucent_dgn.render`); ``model_space`` declares it on the parameterization instead.
 
     Args:
         size: image height and width, an int or (H, W).
         batch: number of images N. Default 1.
         space: storage space (see above). Default ``"caffe"``.
-        model_space: the model's input space; None = decided by the render loop.
+        model_space: the model's input space, if you want to declare it here; None (default) =
+            resolved by each render.
         init: ``"random"`` (cnnpref: integers uniform in [0, 255] per pixel and channel),
             ``"black"``, ``"mean"`` (the space's zero / mean colour), ``"gray"`` (0.5), or an image:
             RGB HWC / NHWC on the 0-255 scale (numpy or tensor).
@@ -52,6 +54,7 @@ class PixelImage(Parameterization):
             raise ConfigError(describe("size", "positive height and width", size))
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch <= 0:
             raise ConfigError(describe("batch", "a positive integer", batch))
+        seed = check_seed(seed)
         self.space = get_space(space)
         self.model_space = model_space
         self.bounded = bounded
@@ -83,19 +86,14 @@ class PixelImage(Parameterization):
             raise ShapeError(describe("init", f"1 or {batch} images", img.shape[0]))
         return img.expand(batch, -1, -1, -1).permute(0, 3, 1, 2) / 255.0
 
-    def forward(self) -> torch.Tensor:
-        """The image in the model's input space, (N, C, H, W)."""
-        target = self.model_space if self.model_space is not None else self.space
-        return convert(self.variable, self.space, target)
+    @property
+    def native_space(self) -> ImageSpace:
+        """The storage space."""
+        return self.space
 
-    def to_rgb(self, image: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(N, H, W, 3) RGB on the 0-1 scale, unclipped."""
-        if image is None:
-            rgb = self.space.to_rgb01(self.variable)
-        else:
-            src = self.model_space if self.model_space is not None else self.space
-            rgb = src.to_rgb01(image)
-        return rgb.permute(0, 2, 3, 1)
+    def forward(self, space: Optional[ImageSpace] = None) -> torch.Tensor:
+        """The image in ``space`` (default: :meth:`target_space`), (N, C, H, W)."""
+        return convert(self.variable, self.space, self.target_space(space))
 
     def bounds(self) -> Optional[Bounds]:
         """Raw pixels in [0, 255] expressed in the storage space, shape (1, C, 1, 1); None if unbounded."""

@@ -19,11 +19,15 @@ class StepInfo:
     loss: float
     """Objective value (a loss: lower = stronger activation) at this step's last evaluation (GD: its only one; L-BFGS: the accepted point)."""
     activation: np.ndarray
-    """(N,) per-item target activation reported by the objective (``-loss`` split evenly if none)."""
+    """(N,) per-item activation of the first objective term that reports one (e.g. a
+    ``masked_units`` term); an empty array when no term reports."""
     n_evals: int
     """Forward+backward evaluations so far."""
     param: Any
     """The parameterization (read its current state; do not modify it)."""
+    activations: Dict[str, np.ndarray] = field(default_factory=dict)
+    """(N,) per-item activation of every reporting term, keyed by the term's name
+    (``"masked_units"``, ``"masked_units#2"``, ...)."""
 
 
 @dataclass
@@ -37,8 +41,11 @@ class RenderResult:
             generator codes (N, *code_shape).
         model_input: (N, C, H, W) float32, the final image in the model's input space.
         loss_history: (T,) loss per outer step (its last evaluation: for L-BFGS the accepted point).
-        activation_history: (T, N) per-item target activation per outer step.
-        final_activation: (N,) target activation of the final images (one extra forward pass).
+        activation_history: (T, N) per-item activation per outer step of the first objective term
+            that reports one (e.g. a ``masked_units`` term); (T, 0) when no term reports (values
+            are never invented from the loss).
+        final_activation: (N,) that term's activation on the final images (one extra forward
+            pass without transforms); (0,) when no term reports.
         final_params: the optimised tensor (detached clone, on the render device).
         n_evals: forward+backward evaluations (L-BFGS line searches included).
         steps: outer steps run.
@@ -46,6 +53,9 @@ class RenderResult:
         interrupted: True when a KeyboardInterrupt stopped the render early.
         snapshots: {step: (N, H, W, 3) images} kept by a Snapshot callback.
         settings: the render's settings (for records).
+        activations: final (N,) activation of every reporting term, keyed by the term's name
+            (``"masked_units"``, ``"masked_units#2"``, ...).
+        activation_histories: (T, N) history of every reporting term, same keys.
     """
 
     images: np.ndarray
@@ -61,6 +71,8 @@ class RenderResult:
     interrupted: bool = False
     snapshots: Dict[int, np.ndarray] = field(default_factory=dict)
     settings: Dict[str, Any] = field(default_factory=dict)
+    activations: Dict[str, np.ndarray] = field(default_factory=dict)
+    activation_histories: Dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def images_255(self) -> np.ndarray:
