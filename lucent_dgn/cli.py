@@ -174,7 +174,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from .sweeps import Source, sweep
     from .sweeps.presets import variant_options
     _check_model_name(args.model)
-    needs_generator = any(v.startswith("dgn") for v in args.variants)
+    from .recipes import get_variant
+    needs_generator = any(get_variant(v).needs_generator for v in args.variants)
     generator = Source("generator", name=args.generator, weights=args.generator_weights) if needs_generator else None
     shipped = (load_generator_by_name(args.generator, args.generator_weights)
                if needs_generator and args.generator == "fashion" else None)

@@ -99,17 +99,13 @@ def test_unit_result_does_not_depend_on_its_batch_mates(reference, tmp_path):
 @pytest.mark.parametrize("variant", ["gd", "dgn_gd"])
 def test_unit_result_equals_a_single_public_render(tmp_path, variant):
     """With one row per render, a sweep's unit is exactly the preset rendered alone with the seed."""
-    from lucent_dgn.cnnpref.presets import dgn_gd_recipe, gd_recipe
     from lucent_dgn.generators.small import fashion_generator
     from lucent_dgn.models.fashion import fashion_classifier
     sweep("fashion", "fc2", [3], {variant: FAST[variant]}, generator="fashion", seeds=5, batch_size=1,
           out_dir=tmp_path, progress=False)
-    mask = ld.unit_mask((10,), 3)
-    if variant == "gd":
-        recipe = gd_recipe("fc2", mask, batch=1, image_size=28, seed=5, **FAST["gd"])
-    else:
-        recipe = dgn_gd_recipe(fashion_generator(), "fc2", mask, batch=1, input_size=28, seed=5, **FAST["dgn_gd"])
-    result = recipe.render(fashion_classifier(), seed=5, progress=False)
+    generator = fashion_generator() if variant == "dgn_gd" else None
+    result = ld.recipe(variant, "fc2", ld.unit_mask((10,), 3), generator, seed=5, **FAST[variant]).render(
+        fashion_classifier(), progress=False)
     saved = np.load(tmp_path / f"units/fc2/{variant}/seed5/00003.npy")
     assert np.array_equal(saved, result.images[0] * np.float32(255.0))
 

@@ -29,7 +29,6 @@ import numpy as np
 from .._io import atomic_write_bytes
 from ..errors import ConfigError, describe
 from ..sweeps.dataset import ATLAS_DIR, SETTINGS_FILE, read_rows
-from ..sweeps.spec import VARIANTS
 from .plots import CurvePlotter
 
 __all__ = ["build_atlas", "PER_PAGE", "THUMB"]
@@ -74,7 +73,8 @@ class _Site:
         self.sweep, self.out, self.per_page = sweep, out, per_page
         self.settings = json.loads((sweep / SETTINGS_FILE).read_text())
         self.rows = read_rows(sweep)
-        order = {v: i for i, v in enumerate(VARIANTS)}  # sweep.json's keys are sorted by name
+        from ..recipes import variant_names
+        order = {v: i for i, v in enumerate(variant_names())}  # sweep.json's keys are sorted by name
         self.variants: List[str] = sorted(self.settings["variants"], key=lambda v: (order.get(v, len(order)), v))
         self.seeds: List[int] = list(self.settings["seeds"])
         self.layers = self.settings["layers"]

@@ -11,9 +11,9 @@ from torch import nn
 
 from ..errors import ConfigError, describe
 from .dataset import SweepDir, make_row, unit_key
-from .spec import (BATCHED_VARIANTS, DGN_VARIANTS, VARIANTS, LayerPlan, Source, SweepPlan, as_source, check_options,
-                   check_variant, fingerprint, resolve_units)
-from .work import WorkerConfig, build_recipe, recipe_function
+from ..recipes import get_variant, variant_names
+from .spec import BATCHED_VARIANTS, LayerPlan, Source, SweepPlan, as_source, check_options, fingerprint, resolve_units
+from .work import WorkerConfig, build_recipe
 
 __all__ = ["sweep", "SweepSummary", "plan_sweep", "FORMAT"]
 
@@ -58,14 +58,14 @@ def _variants(spec: VariantSpec) -> Dict[str, Dict[str, Any]]:
         spec = [spec]
     items = list(spec.items()) if isinstance(spec, Mapping) else [(v, None) for v in spec]
     if not items:
-        raise ConfigError(describe("variants", f"at least one of {list(VARIANTS)}", spec))
+        raise ConfigError(describe("variants", f"at least one of {variant_names()}", spec))
     out: Dict[str, Dict[str, Any]] = {}
     for name, options in items:
-        check_variant(name)
+        get_variant(name)
         if options is not None and not isinstance(options, Mapping):
             raise ConfigError(describe(f"variants[{name!r}]", "a dict of recipe options or None", options))
-        out[name] = check_options(name, dict(options or {}), recipe_function(name))
-    return {v: out[v] for v in VARIANTS if v in out}  # canonical order
+        out[name] = check_options(name, dict(options or {}))
+    return {v: out[v] for v in variant_names() if v in out}  # canonical order
 
 
 def _seeds(spec: Any) -> List[int]:
@@ -117,7 +117,7 @@ def plan_sweep(model: Any, layers: Union[str, Sequence[str]], units: Any = "all"
         raise ConfigError(describe("layers", "at least one layer name", layers))
     model_src = as_source(model, "model")
     gen_src = as_source(generator, "generator")
-    dgn = [v for v in variant_options if v in DGN_VARIANTS]
+    dgn = [v for v in variant_options if get_variant(v).needs_generator]
     if dgn and gen_src is None:
         raise ConfigError(describe("generator", f"a generator for the variant(s) {dgn}", None,
                                    "Pass generator= (a name such as 'fashion', a factory or a module)."))

@@ -54,6 +54,7 @@ def variant_options(variants: Sequence[str], preset: str = "auto", *, model_name
         raise ConfigError(describe("--preset", f"one of {list(PRESETS)}", preset))
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
         raise ConfigError(describe("--steps", "a positive integer", steps))
+    from ..recipes import get_variant, recipe_options
     if preset == "auto":
         preset = "fashion" if model_name == "fashion" else "default"
     out: Dict[str, Dict[str, Any]] = {v: {} for v in variants}
@@ -62,7 +63,7 @@ def variant_options(variants: Sequence[str], preset: str = "auto", *, model_name
         out = {v: dict(EXAMPLE_SETTINGS.get((v, preset), {})) for v in variants}
     elif preset == "fashion":
         from ..demo import fashion_settings
-        if generator is None and any(v.startswith("dgn") for v in variants):
+        if generator is None and any(get_variant(v).needs_generator for v in variants):
             raise ConfigError(describe("--generator", "the shipped 'fashion' generator for --preset fashion", None))
         if generator is None:
             from ..generators.small import fashion_generator
@@ -71,7 +72,7 @@ def variant_options(variants: Sequence[str], preset: str = "auto", *, model_name
         out = {v: dict(table.get(v, {})) for v in variants}
     for v in variants:
         if steps is not None:
-            out[v]["maxiter" if "lbfgs" in v else "iter_n"] = int(steps)
+            out[v]["maxiter" if "maxiter" in recipe_options(v) else "iter_n"] = int(steps)
     extra = dict(_read_options(options_file)) if options_file is not None else {}
     extra.update(overrides or {})
     for v, opts in extra.items():

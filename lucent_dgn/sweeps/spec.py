@@ -14,9 +14,7 @@ example scripts and :func:`lucent_dgn.runs.render_units`); of a flat layer, one 
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
-import inspect
 import json
 import os
 import pickle
@@ -30,19 +28,16 @@ from torch import nn
 
 from ..errors import ConfigError, describe
 
-__all__ = ["Source", "LayerPlan", "WorkItem", "SweepPlan", "VARIANTS", "DGN_VARIANTS", "BATCHED_VARIANTS",
-           "resolve_units", "canonical", "fingerprint", "as_source"]
+__all__ = ["Source", "LayerPlan", "WorkItem", "SweepPlan", "BATCHED_VARIANTS", "resolve_units", "canonical",
+           "fingerprint", "as_source", "check_options"]
 
-#: Variant names (cnnpref's four algorithms).
-VARIANTS = ("gd", "lbfgs", "dgn_gd", "dgn_lbfgs")
-#: Variants that need a generator.
-DGN_VARIANTS = ("dgn_gd", "dgn_lbfgs")
 #: Variants rendered several units per render. Gradient descent normalises each item's gradient,
-#: so items do not interact; L-BFGS variants render one unit per render because a batched run's
-#: steps and evaluation counts are those of its slowest item, not of each unit.
+#: so items do not interact. Every other variant renders one unit per render: L-BFGS keeps
+#: per-item histories, but a batched run's steps and evaluation counts are those of its slowest
+#: item, not each unit's.
 BATCHED_VARIANTS = ("gd", "dgn_gd")
-#: Options the sweep sets itself.
-_RESERVED = {"batch": "batch_size=", "seed": "seeds=", "progress": None, "callbacks": None, "device": "device="}
+#: Options the sweep sets itself, with where to set them instead.
+_RESERVED = {"batch": "batch_size=", "seed": "seeds="}
 
 UnitSpec = Union[None, str, int, Sequence[int], range, slice, np.ndarray, "os.PathLike[str]"]
 
@@ -221,29 +216,17 @@ def resolve_units(spec: UnitSpec, n: int, layer: str) -> List[int]:
     return units
 
 
-def check_variant(name: Any) -> str:
-    """``name`` if it is a known variant, else ConfigError with the closest name."""
-    if name in VARIANTS:
-        return name
-    close = difflib.get_close_matches(str(name), VARIANTS, n=1)
-    raise ConfigError(describe("variants", f"names from {list(VARIANTS)}", name,
-                               f"Did you mean {close[0]!r}?" if close else ""))
+def check_options(variant: str, options: Mapping[str, Any]) -> Dict[str, Any]:
+    """Canonical (JSON) options of one variant; options the sweep sets itself fail.
 
-
-def check_options(variant: str, options: Mapping[str, Any], recipe_fn: Callable) -> Dict[str, Any]:
-    """Canonical options of one variant; unknown or reserved names fail with the valid ones listed."""
-    params = inspect.signature(recipe_fn).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    valid = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY or p == "weight"]
+    Option names and values are checked by :func:`lucent_dgn.recipe` when the plan builds each
+    variant once.
+    """
     out = {}
     for key, value in options.items():
         if key in _RESERVED:
-            hint = f"Pass {_RESERVED[key]} to the sweep instead." if _RESERVED[key] else "The sweep sets it."
-            raise ConfigError(describe(f"variants[{variant!r}]", "options without the sweep's own settings", key, hint))
-        if key not in valid and not takes_any:
-            close = difflib.get_close_matches(key, valid, n=1)
-            raise ConfigError(describe(f"variants[{variant!r}]", f"options of {variant!r}: {sorted(valid)}", key,
-                                       f"Did you mean {close[0]!r}?" if close else ""))
+            raise ConfigError(describe(f"variants[{variant!r}]", "options without the sweep's own settings", key,
+                                       f"Pass {_RESERVED[key]} to the sweep instead."))
         out[key] = canonical(value, f"variants[{variant!r}][{key!r}]")
     return out
 

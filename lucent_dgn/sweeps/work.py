@@ -26,10 +26,9 @@ from torch import nn
 from ..errors import LucentDGNError
 from ..objectives.masks import unit_masks
 from ..render.result import RenderResult
-from .spec import DGN_VARIANTS, Source, WorkItem
+from .spec import Source, WorkItem
 
-__all__ = ["WorkerConfig", "UnitOutput", "ItemResult", "Worker", "build_recipe", "render_group", "initial_state",
-           "recipe_function"]
+__all__ = ["WorkerConfig", "UnitOutput", "ItemResult", "Worker", "build_recipe", "render_group", "initial_state"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class WorkerConfig:
     """What a worker needs, sent once when it starts (picklable).
 
     Attributes:
-        model, generator: sources loaded once per worker (generator None without DGN variants).
+        model, generator: sources loaded once per worker (generator None unless a variant needs one).
         shapes: feature shape (C, ...) of each layer, by resolved name.
         variants: canonical options per variant.
         threads: torch threads per worker.
@@ -88,31 +87,23 @@ class ItemResult:
     versions: Dict[str, str]
 
 
-def recipe_function(variant: str):
-    """The preset's recipe builder of ``variant`` (``gd_recipe`` ...)."""
-    from ..cnnpref import presets
-    return {"gd": presets.gd_recipe, "lbfgs": presets.lbfgs_recipe, "dgn_gd": presets.dgn_gd_recipe,
-            "dgn_lbfgs": presets.dgn_lbfgs_recipe}[variant]
-
-
-def _size(value: Any) -> Tuple[int, int]:
-    return (int(value), int(value)) if np.ndim(value) == 0 else (int(value[0]), int(value[1]))
-
-
 def initial_state(variant: str, options: Mapping[str, Any], seed: int, input_size: int,
                   generator: Optional[nn.Module]) -> Any:
-    """The initial state every item of a render starts from: the ``init`` option as given, or for
-    the random kinds what a one-image render with ``seed`` draws.
+    """The ``init`` every item of a render starts from: the option as given, or for the random
+    kinds what a one-image render with ``seed`` draws.
 
-    Pixel variants, ``init="random"`` (the default): integers uniform in [0, 255], (1, H, W, 3),
-    drawn from a generator seeded with ``seed`` (as :class:`~lucent_dgn.PixelImage`). DGN
-    variants, ``"cnnpref"`` (default), ``"normal"``, ``"stats"``: one code from
-    :func:`~lucent_dgn.parameterizations.codes.initial_code` with ``seed``.
+    Pixel variants, ``init="random"``: integers uniform in [0, 255], (1, H, W, 3), drawn from a
+    generator seeded with ``seed`` (as :class:`~lucent_dgn.PixelImage` draws them). Generator
+    variants, ``"cnnpref"``, ``"normal"``, ``"stats"``: one code from
+    :func:`~lucent_dgn.parameterizations.codes.initial_code` with ``seed`` (as
+    :class:`~lucent_dgn.DGNImage`).
     """
-    if variant in DGN_VARIANTS:
-        init = options.get("init", "cnnpref")
-        if not (isinstance(init, str) and init in ("cnnpref", "normal", "stats")):
-            return np.asarray(init, dtype=np.float32) if not isinstance(init, str) else init
+    from ..recipes import get_variant
+    spec = get_variant(variant)
+    init = options.get("init", spec.defaults.get("init"))
+    if not isinstance(init, str):
+        return np.asarray(init, dtype=np.float32)
+    if spec.needs_generator and init in ("cnnpref", "normal", "stats"):
         from ..parameterizations.codes import initial_code
         try:
             stats = getattr(generator, "code_stats", None) or {}
@@ -120,40 +111,40 @@ def initial_state(variant: str, options: Mapping[str, Any], seed: int, input_siz
             stats = {}
         mean, std = (torch.as_tensor(stats[k]).float() if stats.get(k) is not None else None for k in ("mean", "std"))
         return initial_code(init, 1, tuple(generator.code_shape), seed=seed, mean=mean, std=std)[0].numpy()
-    init = options.get("init", "random")
-    if not (isinstance(init, str) and init == "random"):
-        return np.asarray(init, dtype=np.float32) if not isinstance(init, str) else init
-    h, w = _size(options.get("image_size", input_size))
-    draw = torch.randint(0, 256, (1, h, w, 3), generator=torch.Generator().manual_seed(int(seed)))
-    return draw.float().numpy()
+    if not spec.needs_generator and init == "random":
+        size = options.get("image_size") or input_size
+        h, w = (int(size), int(size)) if np.ndim(size) == 0 else (int(size[0]), int(size[1]))
+        draw = torch.randint(0, 256, (1, h, w, 3), generator=torch.Generator().manual_seed(int(seed)))
+        return draw.float().numpy()
+    return init
 
 
 def build_recipe(generator: Optional[nn.Module], layer: str, masks: torch.Tensor, variant: str,
                  options: Mapping[str, Any], seed: int, input_size: int):
-    """The preset recipe of ``masks.shape[0]`` items of one variant, all from the same initial state.
+    """The :func:`lucent_dgn.recipe` of ``masks.shape[0]`` items of one variant, all from the same
+    initial state.
 
     Args:
+        generator: the generator (given to the variants that need one).
         masks: (B, *feature_shape) one-unit masks, one per item.
-        options: the variant's recipe options (``weight`` is the unit weight, default 1).
+        options: the variant's recipe options (:func:`lucent_dgn.recipe_options`).
         seed: seed of the initial state (see :func:`initial_state`) and of the render.
-        input_size: default ``image_size`` / ``input_size`` of the recipe.
+        input_size: the model's input side (the size of a random initial image).
     """
+    from ..recipes import get_variant, recipe
+    spec = get_variant(variant)
     opts = dict(options)
-    weight = opts.pop("weight", 1.0)
-    opts["init"] = initial_state(variant, opts, seed, input_size, generator)
-    build = recipe_function(variant)
-    if variant in DGN_VARIANTS:
-        opts.setdefault("input_size", input_size)
-        return build(generator, layer, masks, weight, batch=masks.shape[0], seed=seed, **opts)
-    opts.setdefault("image_size", input_size)
-    return build(layer, masks, weight, batch=masks.shape[0], seed=seed, **opts)
+    if "init" in spec.defaults:
+        opts["init"] = initial_state(variant, opts, seed, input_size, generator)
+    return recipe(variant, layer, masks, generator if spec.needs_generator else None, batch=masks.shape[0],
+                  seed=seed, **opts)
 
 
 def render_group(model: nn.Module, generator: Optional[nn.Module], layer: str, masks: torch.Tensor, variant: str,
                  options: Mapping[str, Any], seed: int, input_size: int) -> RenderResult:
     """Render :func:`build_recipe`'s recipe on ``model`` with ``seed``: the only place a sweep renders."""
-    recipe = build_recipe(generator, layer, masks, variant, options, seed, input_size)
-    return recipe.render(model, seed=seed, progress=False)
+    return build_recipe(generator, layer, masks, variant, options, seed, input_size).render(
+        model, seed=seed, progress=False)
 
 
 def _fatal(err: BaseException) -> bool:
@@ -177,7 +168,8 @@ class Worker:
             self.model, self.generator = preloaded
         else:
             self.model = self._load(config.model)
-            needs_generator = any(v in DGN_VARIANTS for v in config.variants)
+            from ..recipes import get_variant
+            needs_generator = any(get_variant(v).needs_generator for v in config.variants)
             self.generator = self._load(config.generator) if needs_generator and config.generator else None
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         self.versions = versions()
