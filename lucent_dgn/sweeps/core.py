@@ -15,7 +15,7 @@ from ..recipes import get_variant, variant_names
 from .spec import BATCHED_VARIANTS, LayerPlan, Source, SweepPlan, as_source, check_options, fingerprint, resolve_units
 from .work import WorkerConfig, build_recipe
 
-__all__ = ["sweep", "SweepSummary", "plan_sweep", "FORMAT"]
+__all__ = ["sweep", "SweepSummary", "plan_sweep", "worker_config", "FORMAT"]
 
 FORMAT = "lucent_dgn.sweep/1"
 EXAMPLES_FILE = "examples/topk.json"
@@ -168,6 +168,12 @@ def plan_sweep(model: Any, layers: Union[str, Sequence[str]], units: Any = "all"
     return plan, net, gen, source
 
 
+def worker_config(plan: SweepPlan) -> WorkerConfig:
+    """What every worker of ``plan`` needs (sent once per worker)."""
+    return WorkerConfig(plan.model, plan.generator, {n: p.shape for n, p in plan.layers.items()}, plan.variants,
+                        plan.threads, plan.device, plan.input_shape[1])
+
+
 def _backend(workers: Optional[int], ray: Optional[str], plan: SweepPlan, preloaded):
     from .backends import InProcess, ProcessPool
     if workers is not None:
@@ -276,8 +282,7 @@ def sweep(model: Any, layers: Union[str, Sequence[str]], units: Any = "all", var
             sd.rewrite(list(done.values()))
         topk = _examples(sd, plan, net, source, top_k) if source is not None else None
         todo = [k for k, key in zip(plan.keys(), order) if key not in done]
-        config = WorkerConfig(plan.model, plan.generator, {n: p.shape for n, p in plan.layers.items()},
-                              plan.variants, plan.threads, plan.device, plan.input_shape[1])
+        config = worker_config(plan)
         from .examples import example_records
         with tqdm(total=len(todo), desc="sweep", unit="unit", disable=not progress) as bar:
             for result in backend.run(config, plan.items(todo)):
