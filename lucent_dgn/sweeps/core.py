@@ -80,12 +80,16 @@ def _seeds(spec: Any) -> List[int]:
 
 def _device(spec: Any) -> str:
     try:
-        device = torch.device(spec)
+        return str(torch.device(spec))
     except (RuntimeError, TypeError):
         raise ConfigError(describe("device", "a torch device such as 'cpu' or 'cuda'", spec)) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(describe("device", "an available device", str(device), "No CUDA device is available here."))
-    return str(device)
+
+
+def _check_device_here(device: str) -> None:
+    """The device must exist on this machine (in-process and process-pool backends)."""
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(describe("device", "an available device", device, "No CUDA device is available here; "
+                                   "with Ray the workers' machines need one, not the driver's."))
 
 
 def _source_identity(source: Optional[Source], module: Optional[nn.Module]) -> Optional[Dict[str, Any]]:
@@ -100,7 +104,8 @@ def plan_sweep(model: Any, layers: Union[str, Sequence[str]], units: Any = "all"
     """Check a sweep's arguments and build its plan (loads the model and generator; renders nothing).
 
     Returns:
-        ``(plan, model, generator, image_source)``; the modules are the driver's copies.
+        ``(plan, model, generator, image_source)``; the modules are the driver's copies, on the
+        CPU unless they were passed as modules.
 
     Raises:
         ConfigError, LayerNotFoundError: any bad argument, with one message (see :func:`sweep`).
@@ -128,9 +133,6 @@ def plan_sweep(model: Any, layers: Union[str, Sequence[str]], units: Any = "all"
         gen = gen_src.load() if (gen_src is not None and dgn) else None
     finally:
         torch.set_num_threads(saved_threads)
-    if model_src.module is None:
-        net = net.to(device)
-        gen = gen.to(device) if gen is not None and gen_src.module is None else gen
     space = getattr(net, "input_space", None)
     size = int(getattr(net, "input_size", 227))
     input_shape = (int(getattr(space, "channels", 3)), size, size)
@@ -180,7 +182,13 @@ def _backend(workers: Optional[int], ray: Optional[str], plan: SweepPlan, preloa
         _positive("workers", workers)
     if ray is not None and not isinstance(ray, str):
         raise ConfigError(describe("ray", "'auto', 'local' or a cluster address", ray))
+    if ray is None:
+        _check_device_here(plan.device)
     if ray is None and not workers:
+        net, gen = preloaded
+        for source, module in ((plan.model, net), (plan.generator, gen)):
+            if source is not None and source.module is None and module is not None:
+                module.to(plan.device)  # the driver's own copy
         return InProcess(preloaded)
     import multiprocessing
     if getattr(multiprocessing.current_process(), "_inheriting", False):  # a spawned child re-running __main__
@@ -203,7 +211,8 @@ def _examples(sd: SweepDir, plan: SweepPlan, net: nn.Module, source: Any, top_k:
     topk = sd.read_json(EXAMPLES_FILE)
     if topk is None:
         with preserved_process_state(plan.threads):
-            topk = top_k_examples(net, list(plan.layers), source, k=top_k, device=plan.device)
+            from ..render._setup import device_of
+            topk = top_k_examples(net, list(plan.layers), source, k=top_k, device=device_of(net) or "cpu")
         sd.write_json(EXAMPLES_FILE, topk)
     save_example_images(sd.root, source, selected_indices(topk, {n: p.units for n, p in plan.layers.items()}))
     return topk
