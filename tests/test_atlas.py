@@ -147,3 +147,46 @@ def test_unit_page_shows_variants_curves_and_examples(site, browser, tmp_path):
         assert sum("/examples/images/" in s for s in sources) == 6
     assert _errors(browser) == []
     _screenshot(browser, "atlas_unit_screenshot.png", tmp_path, height=900)
+
+
+def _synthetic_sweep(root: Path, units: int, side: int) -> None:
+    """A sweep directory of ``units`` fc units (one variant, no curves), all showing one image."""
+    import numpy as np
+    from lucent_dgn.sweeps.dataset import make_row
+    from lucent_dgn.sweeps.work import UnitOutput
+    from lucent_dgn.viz import save_png
+    settings = {"format": "lucent_dgn.sweep/1", "model": {"source": "synthetic"}, "generator": None,
+                "layers": [{"name": "fc6", "shape": [units], "units": list(range(units))}],
+                "variants": {"gd": {}}, "seeds": [0], "batch": {"gd": 8}, "examples": None}
+    root.mkdir()
+    (root / "sweep.json").write_text(json.dumps(settings))
+    image = np.random.default_rng(0).random((side, side, 3)).astype(np.float32)
+    lines = []
+    for unit in range(units):
+        row = make_row("fc6", "gd", 0, UnitOutput(unit, image=image, history=np.zeros(0, np.float32),
+                                                  final_activation=float(unit % 7)), 8, {}, "w")
+        path = root / row["png"]
+        if unit == 0:
+            save_png(path, image)
+        else:
+            os.link(root / "units/fc6/gd/seed0/00000.png", path)
+        lines.append(json.dumps(row))
+    (root / "index.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_a_large_layer_is_paged_with_thumbnails(tmp_path, browser):
+    _synthetic_sweep(tmp_path / "big", 250, 100)
+    index = build_atlas(tmp_path / "big", per_page=100)
+    page = index.parent / "layer" / "fc6.html"
+    assert page.stat().st_size < 100_000 and len(list((index.parent / "unit" / "fc6").iterdir())) == 250
+    _open(browser, page)
+    assert browser.find_element("id", "page").text == "page 1 of 3"
+    units = browser.find_elements("css selector", "#grid .unit")
+    assert len(units) == 100 and units[0].find_element("tag name", "img").get_attribute("loading") == "lazy"
+    assert "/atlas/thumbs/fc6/gd/seed0/" in units[0].find_element("tag name", "img").get_attribute("src")
+    browser.find_element("id", "next").click()
+    browser.find_element("id", "next").click()
+    assert browser.find_element("id", "page").text == "page 3 of 3"
+    assert [int(u.get_attribute("data-unit")) for u in browser.find_elements("css selector", "#grid .unit")] == \
+        list(range(200, 250))
+    assert _broken_images(browser)[1] == [] and _errors(browser) == []

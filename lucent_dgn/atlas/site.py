@@ -57,7 +57,7 @@ def _write(path: Path, text: str) -> None:
     data = text.encode()
     if path.is_file() and path.read_bytes() == data:
         return
-    atomic_write_bytes(path, lambda fh: fh.write(data))
+    atomic_write_bytes(path, lambda fh: fh.write(data), durable=False)  # made again from the dataset
 
 
 def _page(title: str, crumbs: Sequence[Tuple[str, Optional[str]]], body: str, css: str, script: str = "") -> str:
@@ -206,8 +206,9 @@ class _Site:
                     figures.append(f'<figure><div class="failed">{_e(r["error"])}</div>'
                                    f'<figcaption>{_e(v)}: failed</figcaption></figure>')
                     continue
-                curves.append((f"{v}" + (f" seed {sd}" if len(self.seeds) > 1 else ""), r["curve_steps"],
-                               r["activation_curve"]))
+                if r["curve_steps"]:
+                    curves.append((f"{v}" + (f" seed {sd}" if len(self.seeds) > 1 else ""), r["curve_steps"],
+                                   r["activation_curve"]))
                 figures.append(f'<figure><a href="{_e(self.rel(self.sweep / r["png"], page))}"><img loading="lazy" '
                                f'src="{_e(self.rel(self.sweep / r["png"], page))}" alt="{_e(v)}"></a>'
                                f'<figcaption><b>{_e(v)}</b> final {_fmt(r["final_activation"])}<br>'
@@ -217,13 +218,12 @@ class _Site:
             cells.append(f'{label}<div class="variants">{"".join(figures)}</div>')
         body = "\n".join(cells)
         if curves:
-            title = f"{name} unit {unit}"
-            digest = hashlib.sha256(json.dumps([title, curves]).encode()).hexdigest()[:12]
+            digest = hashlib.sha256(json.dumps(curves).encode()).hexdigest()[:12]
             svg = self.out / "curves" / _slug(name) / f"{unit}-{digest}.svg"  # drawn once per content
             if not svg.is_file():
                 for old in svg.parent.glob(f"{unit}-*.svg"):
                     old.unlink()
-                plotter.save(svg, curves, title)
+                plotter.save(svg, curves)
             panels = (f'<section><h2>Activation during the render</h2>\n<img class="curves" loading="lazy" '
                       f'src="{_e(self.rel(svg, page))}" alt="activation curves"></section>')
         else:
