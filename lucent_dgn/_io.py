@@ -1,6 +1,7 @@
 """Atomic file writing: write to a temporary file in the target folder, then rename.
 
-A crash or exception mid-write never leaves a partial file under the final name.
+A crash or exception mid-write never leaves a partial file under the final name. JSON, ``.npy``
+and ``torch.save`` files (state dicts, checkpoints) all go through :func:`atomic_write_bytes`.
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Union
 
 import numpy as np
+import torch
 
 from .errors import ConfigError, describe
 
-__all__ = ["atomic_path", "atomic_write_bytes", "save_json", "save_npy", "ensure_writable_dir"]
+__all__ = ["atomic_path", "atomic_write_bytes", "save_json", "save_npy", "save_torch", "ensure_writable_dir"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -80,3 +82,17 @@ def save_json(path: PathLike, data: Any) -> Path:
 def save_npy(path: PathLike, array: np.ndarray) -> Path:
     """Write a .npy file atomically."""
     return atomic_write_bytes(path, lambda fh: np.save(fh, np.asarray(array)))
+
+
+def save_torch(obj: Any, path: PathLike) -> Path:
+    """``torch.save(obj)`` atomically, creating missing parent folders.
+
+    A failure part-way (e.g. an object that cannot be pickled) leaves any previous file at
+    ``path`` intact and no temporary file behind. Saving into an open file object keeps the
+    archive's inner name fixed, so the same object gives the same bytes.
+
+    Returns:
+        ``Path(path)``.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(path, lambda handle: torch.save(obj, handle))

@@ -133,9 +133,9 @@ def _cmd_examples(args: argparse.Namespace) -> int:
     generator = load_generator_by_name(args.generator, args.generator_weights) if args.generator else None
     layer = args.layer or {"lower": "conv1", "higher": "fc8"}[args.kind]
     units = _units(args.units) if args.units else None
-    run_examples(model, layer, args.kind, out, generator=generator, units=units, bounds_file=args.bounds_file,
-                 steps=args.steps, seed=args.seed, progress=not args.quiet)
-    print(f"wrote cnnpref's {args.kind}-layer examples to {out}")
+    record = run_examples(model, layer, args.kind, out, generator=generator, units=units, bounds_file=args.bounds_file,
+                          steps=args.steps, seed=args.seed, progress=not args.quiet, mode=args.mode)
+    print(f"wrote cnnpref's {args.kind}-layer examples to {out} in {record['mode']} mode ({record['mode_description']})")
     return 0
 
 
@@ -154,7 +154,7 @@ def _cmd_layers(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(argv: Sequence[str]) -> int:
-    from .generators.caffemodel import convert_caffemodel_cli
+    from .convert import convert_caffemodel_cli
     return int(convert_caffemodel_cli(list(argv)))
 
 
@@ -235,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--bounds-file", default=None, help="act_range file of upper code bounds (cnnpref 3x/fc6.txt)")
     e.add_argument("--steps", type=int, default=None)
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--mode", choices=("faithful", "fast"), default="faithful",
+                   help="faithful (default): reproduce cnnpref's scripts (one render per unit, SciPy's L-BFGS-B, "
+                        "cnnpref's jitter/momentum rule and return values); fast: batched, torch L-BFGS-B, "
+                        "corrected rules")
     e.add_argument("--out", required=True)
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--quiet", action="store_true")

@@ -6,7 +6,9 @@ A *layer reference* (:data:`LayerRef`) is one of
 * a dotted path as printed by ``model.named_modules()``, e.g. ``"features.8"``;
 * Lucent's underscore name, e.g. ``"features_8"`` or ``"Mixed_5b"``, resolved with Lucent's own
   traversal rule (the ``_modules`` tree walked recursively, names joined with ``"_"``), so names
-  whose attributes contain underscores still resolve correctly.
+  whose attributes contain underscores still resolve correctly;
+* a name the model declares in a ``layer_aliases`` attribute (a mapping name -> dotted path),
+  e.g. cnnpref's ``"conv3_1"`` for ``"features.10"`` of torchvision's VGG19.
 
 The empty string ``""`` (or the model object) is the model itself: its output, e.g. logits
 computed functionally after the last module. ``"labels"`` is Lucent's pseudo-layer: the last
@@ -98,7 +100,8 @@ def resolve_layer(model: nn.Module, layer: LayerRef, *, arg: str = "layer") -> T
 
     Args:
         model: the network.
-        layer: an ``nn.Module`` inside ``model``, a dotted path, or a Lucent underscore name.
+        layer: an ``nn.Module`` inside ``model``, a dotted path, a Lucent underscore name, or a key
+            of ``model.layer_aliases`` (checked after the dotted paths, before Lucent's names).
         arg: the argument name used in error messages.
 
     Raises:
@@ -124,6 +127,14 @@ def resolve_layer(model: nn.Module, layer: LayerRef, *, arg: str = "layer") -> T
         return layer, model.get_submodule(layer)
     except AttributeError:
         pass
+    aliases = getattr(model, "layer_aliases", None) or {}
+    if layer in aliases:
+        try:
+            return aliases[layer], model.get_submodule(aliases[layer])
+        except AttributeError:
+            raise LayerNotFoundError(describe(arg, f"a layer of {type(model).__name__}", layer,
+                                              f"The model's layer_aliases map it to {aliases[layer]!r}, "
+                                              "which is not one of its modules.")) from None
     if layer == "labels":
         last = None
         for path, module in _walk(model):
@@ -140,7 +151,7 @@ def resolve_layer(model: nn.Module, layer: LayerRef, *, arg: str = "layer") -> T
                      f"Lucent's underscore name {layer!r} stands for {', '.join(map(repr, matches))}; "
                      "use one of these dotted paths instead.")
         )
-    candidates = list_layers(model)
+    candidates = list_layers(model) + [n for n in aliases if isinstance(n, str)]
     candidates += [n for n in lucent_names(model) if n not in candidates]
     hint = _suggest(layer, candidates)
     wrapped = getattr(model, "module", None)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ._io import ensure_writable_dir, save_json, save_npy
+from .cnnpref._compat import input_size as model_input_size
 from .recipes import get_variant, recipe
 from .layers import layer_shape
 from .objectives.masks import unit_masks
@@ -59,7 +60,8 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
         generator: required by the variants that optimise a generator code.
         settings: options of the variant's recipe (e.g. ``EXAMPLE_SETTINGS[...]``;
             :func:`lucent_dgn.recipe_options`), ``weight`` included (default 1.0).
-        input_size: the model's input size S; default ``model.input_size``, else 227.
+        input_size: the model's input size S; default ``model.input_size`` (a ConfigError when the
+            model declares none).
         channels: input channels of the model (3 RGB, 1 grey); default 3.
         seed: seed of the render unless ``settings`` has one; default 0.
         batch: render all units in one batch (True) or one by one (False); the result is stacked.
@@ -74,7 +76,7 @@ def render_units(model: nn.Module, layer: Any, units: Sequence[int], variant: st
     spec = get_variant(variant)
     options = dict(settings or {})
     options.setdefault("seed", seed)
-    size = int(input_size or getattr(model, "input_size", 227))
+    size = model_input_size(model, input_size)
     masks = unit_mask_batch(model, layer, units, size, channels)
     gen = generator if spec.needs_generator else None
     if batch:
@@ -105,7 +107,12 @@ def save_units(out_dir: Any, results: Mapping[str, RenderResult], layer: str, un
 
     Args:
         results: variant name -> RenderResult (N = len(units) images each).
-        rf_masks: optional (N, H, W, 1 or 3) receptive-field masks; masked copies are saved too.
+        rf_masks: optional (N, H, W, 1 or 3) receptive-field masks (0/1); masked copies are saved too,
+            as cnnpref's scripts save them: ``<stem>_masked.png`` is the saved PNG's bytes times the
+            mask (black outside the box), ``<stem>_masked.npy`` the 0-255 image times the mask.
+
+    Each image is saved from :attr:`RenderResult.images_255` (RGB, 0-255 scale) as
+    ``<stem>.png`` = ``normalise(clip_extreme(img, 0.04))`` and ``<stem>.npy`` (cnnpref's ``.mat``).
 
     Returns:
         the record written to ``settings.json`` (paths, activations, timings, settings, versions).
@@ -119,11 +126,13 @@ def save_units(out_dir: Any, results: Mapping[str, RenderResult], layer: str, un
         files = []
         for i, unit in enumerate(units):
             stem = f"preferred_img_{variant}_layer_{layer}_unit_{unit}"
-            img = result.images[i]
+            img = result.images_255[i]  # cnnpref saves and normalises the 0-255 images
             files.append(str(save_png(out / f"{stem}.png", img).name))
-            save_npy(out / f"{stem}.npy", img * 255.0)
+            save_npy(out / f"{stem}.npy", img)
             if rf_masks is not None:
-                save_png(out / f"{stem}_masked.png", _masked_png(img, rf_masks[i]))
+                mask = _rgb_mask(rf_masks[i], img)
+                save_png(out / f"{stem}_masked.png", to_uint8(img) * mask)
+                save_npy(out / f"{stem}_masked.npy", img * mask)
             grid_images.append(img)
         record["variants"][variant] = {
             "files": files, "final_activation": result.final_activation.tolist(), "steps": result.steps,
@@ -136,7 +145,7 @@ def save_units(out_dir: Any, results: Mapping[str, RenderResult], layer: str, un
     return record
 
 
-def _masked_png(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    u8 = to_uint8(img)
-    m = mask if mask.shape[-1] == u8.shape[-1] else np.repeat(mask[..., :1], u8.shape[-1], -1)
-    return (u8 * m).astype(np.uint8)
+def _rgb_mask(mask: np.ndarray, img: np.ndarray) -> np.ndarray:
+    """A (H, W, 1 or 3) uint8 receptive-field mask with the image's channels."""
+    mask = np.asarray(mask, dtype=np.uint8)
+    return mask if mask.shape[-1] == img.shape[-1] else np.repeat(mask[..., :1], img.shape[-1], -1)

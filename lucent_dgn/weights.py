@@ -28,6 +28,7 @@ from ._io import PathLike, atomic_path
 from ._weights_registry import REGISTRY, WeightsEntry, get_weights_entry, register_weights
 from .errors import (ChecksumError, ConfigError, CorruptWeightsError, WeightsError,
                      WeightsNotFoundError, describe)
+from .caffemodel import caffemodel_to_state_dict
 
 __all__ = [
     "WeightsEntry", "REGISTRY", "register_weights", "get_weights_entry", "default_cache_dir", "resolve_weights",
@@ -237,11 +238,6 @@ def load_weights_file(path: PathLike,
         raise ConfigError(describe("caffe_mapping", "a Caffe-layer -> module mapping for .caffemodel files", None))
     if not path.is_file():
         raise WeightsNotFoundError(describe("weights", "an existing file", str(path)))
-    try:
-        from .generators.caffemodel import caffemodel_to_state_dict
-    except ImportError as exc:
-        raise WeightsError(describe("weights", "readable", str(path), f"Reading .caffemodel files needs "
-                                    f"lucent_dgn.generators.caffemodel ({exc}).")) from exc
     try:
         state = caffemodel_to_state_dict(path, dict(caffe_mapping))
     except WeightsError:

@@ -113,7 +113,7 @@ def prototxt_layers(text: str) -> List[dict]:
             i += 1
         block = text[match.end(): i - 1]
         get = lambda key: re.findall(rf"\b{key}\s*:\s*\"?([\w./-]+)\"?", block)  # noqa: E731
-        ints = {k: int(get(k)[0]) for k in ("num_output", "kernel_size", "stride", "pad") if get(k)}
+        ints = {k: int(get(k)[0]) for k in ("num_output", "kernel_size", "stride", "pad", "group") if get(k)}
         layers.append(dict(name=get("name")[0], type=get("type")[0], bottoms=get("bottom"), tops=get("top"),
                            **ints))
     return layers
@@ -130,7 +130,7 @@ def expected_blob_shapes(text: str) -> Dict[str, List[Tuple[int, ...]]]:
         out = src
         if layer["type"] == "Convolution":
             n = layer["num_output"]
-            shapes[layer["name"]] = [(n, src[0], k, k), (n,)]
+            shapes[layer["name"]] = [(n, src[0] // layer.get("group", 1), k, k), (n,)]
             out = (n, (src[1] + 2 * p - k) // s + 1, (src[2] + 2 * p - k) // s + 1)
         elif layer["type"] == "Pooling":  # Caffe rounds pooled sizes up
             out = (src[0], -(-(src[1] + 2 * p - k) // s) + 1, -(-(src[2] + 2 * p - k) // s) + 1)

@@ -104,7 +104,7 @@ def test_default_weights_offline_error(tmp_path):
 
 @pytest.mark.slow
 def test_caffemodel_default_weights_load(tmp_path, alexnet):
-    caffe = pytest.importorskip("lucent_dgn.generators.caffemodel")
+    caffe = pytest.importorskip("lucent_dgn.caffemodel")
     layers = []
     for name in ALEXNET_CAFFE_MAPPING:
         module = getattr(alexnet, name)

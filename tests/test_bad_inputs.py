@@ -22,7 +22,7 @@ from lucent_dgn._io import ensure_writable_dir
 from lucent_dgn.cnnpref.presets import prefer_img_gd
 from lucent_dgn.errors import (AmbiguousLayerError, BoundsError, ChecksumError, ConfigError, CorruptWeightsError,
                                LayerNotFoundError, LucentDGNError, MaskError, ShapeError, WeightsNotFoundError)
-from lucent_dgn.generators.caffemodel import (CaffeLayer, caffemodel_to_state_dict, read_caffemodel,
+from lucent_dgn.caffemodel import (CaffeLayer, caffemodel_to_state_dict, read_caffemodel,
                                               write_caffemodel)
 from lucent_dgn.layers import layer_shape, resolve_layer
 from lucent_dgn.objectives import as_bool_mask, masked_units, unit_mask, unit_masks

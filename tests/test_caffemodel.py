@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 from lucent_dgn.errors import ConfigError, CorruptWeightsError, WeightsNotFoundError
-from lucent_dgn.generators import _protobuf as pb
-from lucent_dgn.generators.caffemodel import (CaffeLayer, CaffeModel, caffemodel_to_state_dict,
-                                              convert_caffemodel_cli, read_caffemodel, save_state_dict,
+from lucent_dgn import _protobuf as pb
+from lucent_dgn._io import save_torch
+from lucent_dgn.convert import convert_caffemodel_cli
+from lucent_dgn.caffemodel import (CaffeLayer, CaffeModel, caffemodel_to_state_dict, read_caffemodel,
                                               write_caffemodel)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -285,12 +286,12 @@ def test_missing_layer_and_wrong_shape_name_the_layer(tmp_path):
 
 
 # ------------------------------------------------------------------------------- saving and CLI
-def test_save_state_dict_is_atomic(tmp_path):
+def test_save_torch_is_atomic(tmp_path):
     path = tmp_path / "out" / "w.pt"
-    save_state_dict({"a": torch.arange(3.0)}, path)
+    save_torch({"a": torch.arange(3.0)}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.arange(3.0))
     with pytest.raises(Exception):
-        save_state_dict({"a": torch.zeros(2), "b": lambda: 0}, path)  # lambdas cannot be pickled
+        save_torch({"a": torch.zeros(2), "b": lambda: 0}, path)  # lambdas cannot be pickled
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.arange(3.0))  # old file intact
     assert sorted(p.name for p in path.parent.iterdir()) == ["w.pt"]  # no temporary file left
 

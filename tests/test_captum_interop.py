@@ -72,7 +72,7 @@ def test_per_item_masks_follow_captum_batch_expansion(tiny_cnn):
 def test_selector_errors(hand_conv, hand_input):
     out = hand_conv(torch.cat([hand_input] * 3))
     with pytest.raises(MaskError, match="feature shape \\(2, 3, 3\\)"):
-        as_neuron_selector(unit_mask((2, 4, 4), 0))(out)
+        as_neuron_selector(unit_mask((2, 4, 4), 0).numpy())(out)  # a plain array must fit exactly
     with pytest.raises(MaskError, match="batch size 3"):
         as_neuron_selector(unit_masks((2, 3, 3), [0, 1]))(out)
     with pytest.raises(MaskError, match="belong in `weight`"):
@@ -171,3 +171,11 @@ def test_mask_from_layer_conductance_drives_masked_units(tiny_cnn):
     assert torch.equal(mask.flatten().nonzero().flatten(), expected)
     T = ActivationAccessor(tiny_cnn, {"features.2": tiny_cnn.features(x)}, model_input=x)
     assert torch.isfinite(masked_units(tiny_cnn.features[2], mask)(T))
+
+
+def test_selector_resolves_a_builder_mask_against_the_output_size():
+    """A centre-unit mask made for a 3x3 map selects the centre of the 5x5 map Captum hands over."""
+    from lucent_dgn.interop.captum import as_neuron_selector
+    selector = as_neuron_selector(unit_mask((2, 3, 3), 1))
+    out = torch.arange(2 * 25, dtype=torch.float32).reshape(1, 2, 5, 5)
+    assert float(selector(out)[0]) == float(out[0, 1, 2, 2])

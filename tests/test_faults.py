@@ -28,7 +28,7 @@ import lucent_dgn as ld
 from lucent_dgn import _io
 from lucent_dgn import weights as W
 from lucent_dgn.errors import NonFiniteLossError, WeightsError
-from lucent_dgn.generators.caffemodel import CaffeLayer, save_state_dict, write_caffemodel
+from lucent_dgn.caffemodel import CaffeLayer, write_caffemodel
 from lucent_dgn.parameterizations import DGNImage
 from lucent_dgn.render.gd import MomentumGD
 from lucent_dgn.runs import save_units
@@ -213,7 +213,7 @@ WRITERS: Dict[str, Tuple[str, Callable[[Path], Any], Tuple[Any, str, Callable]]]
             (np, "save", _write_then_fail(b"\x93NUMPY\x01\x00partial"))),
     "json": ("settings.json", lambda p: _io.save_json(p, {"layer": "conv1", "units": [1, 2]}),
              (_io.os, "fsync", _fail)),
-    "weights": ("w.pt", lambda p: save_state_dict({"w": torch.arange(100.0)}, p),
+    "weights": ("w.pt", lambda p: _io.save_torch({"w": torch.arange(100.0)}, p),
                 (torch, "save", _write_then_fail(b"PK\x03\x04partial"))),
     "caffemodel": ("net.caffemodel", lambda p: write_caffemodel(p, [CaffeLayer("fc", "InnerProduct",
                                                                                 [np.ones((2, 3), np.float32)])]),

@@ -182,7 +182,7 @@ def test_bdpy_sequential_only_keys(variant):
 
 
 def test_caffemodel_generator_loads(tmp_path, tiny_fc6):
-    caffe = pytest.importorskip("lucent_dgn.generators.caffemodel")
+    caffe = pytest.importorskip("lucent_dgn.caffemodel")
     types = {"linear": "InnerProduct", "conv": "Convolution", "deconv": "Deconvolution"}
     layers = []
     for spec in tiny_fc6.spec.param_layers():

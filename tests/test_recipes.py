@@ -96,3 +96,14 @@ def test_image_size_comes_from_the_model():
     pieces = ld.recipe("gd", "fc8", FC8).build(net)
     assert tuple(pieces.param.variable.shape[-2:]) == (32, 32)
     assert tuple(ld.recipe("gd", "fc8", FC8, image_size=40).build(net).param.variable.shape[-2:]) == (40, 40)
+
+
+def test_image_size_from_the_initial_image_or_a_clear_error():
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    image = np.zeros((20, 20, 3), np.float32)
+    pieces = ld.recipe("lbfgs", "2", FC8, init=image).build(plain)
+    assert tuple(pieces.param.variable.shape[-2:]) == (20, 20)
+    with pytest.raises(ConfigError, match=r"`image_size` must be given, or declared by the model"):
+        ld.recipe("gd", "2", FC8).build(plain)
+    dgn = ld.recipe("dgn_gd", "2", FC8, TinyGenerator()).build(plain)  # no size anywhere: the full output
+    assert dgn.param.input_size is None

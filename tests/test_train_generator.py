@@ -11,7 +11,7 @@ from torch import nn
 from lucent_dgn.datasets import TensorImages
 from lucent_dgn.errors import ConfigError, CorruptWeightsError, LayerNotFoundError
 from lucent_dgn.generators.small import CodeDiscriminator, SmallGenerator, load_generator
-from lucent_dgn.models.fashion import atomic_save
+from lucent_dgn._io import save_torch
 from lucent_dgn.spaces import UnitSpace
 from lucent_dgn.training import CHECKPOINT_NAME, code_statistics, save_generator, train_generator
 
@@ -120,7 +120,7 @@ def test_saved_generator_reloads_with_stats_and_meta(tmp_path: Path) -> None:
 
 def test_atomic_checkpoint_leaves_no_partial_file(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "ckpt.pt"
-    atomic_save({"version": 1}, target)
+    save_torch({"version": 1}, target)
     before = target.read_bytes()
 
     def broken_save(obj, f, *args, **kwargs):
@@ -129,7 +129,7 @@ def test_atomic_checkpoint_leaves_no_partial_file(tmp_path: Path, monkeypatch) -
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        atomic_save({"version": 2}, target)
+        save_torch({"version": 2}, target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
 

@@ -229,7 +229,7 @@ def test_load_into_reshapes_legacy_caffe_blobs_and_checks_keys():
 
 
 def test_caffemodel_files_use_the_mapping(tmp_path):
-    caffe = pytest.importorskip("lucent_dgn.generators.caffemodel")
+    caffe = pytest.importorskip("lucent_dgn.caffemodel")
     w = np.arange(6, dtype=np.float32).reshape(2, 3)
     path = caffe.write_caffemodel(tmp_path / "net.caffemodel",
                                   [caffe.CaffeLayer("ip1", "InnerProduct", [w, np.ones(2, np.float32)])])

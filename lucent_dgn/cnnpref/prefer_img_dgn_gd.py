@@ -1,7 +1,10 @@
 """cnnpref-compatible ``prefer_img_dgn_gd.generate_image`` (gradient descent on the generator code).
 
-``net_gen`` is a generator module (e.g. :func:`lucent_dgn.generators.deepsim_generator`) with
-``code_shape`` and ``output_space``; ``net`` the classifier. ``input_layer_gen`` and
+``net_gen`` is any generator module, e.g. :func:`lucent_dgn.generators.deepsim_generator` or a
+plain ``nn.Module``: without a ``code_shape`` attribute the code shape is that of
+``initial_gen_feat`` (required then), and without an ``output_space`` attribute its output is taken
+to be Caffe net space, as cnnpref does. ``net`` is the classifier; the image size is the one it
+declares (``net.input_size``) unless ``image_size`` is given. ``input_layer_gen`` and
 ``output_layer_gen`` are accepted for compatibility and ignored (a PyTorch generator has one
 input and one output).
 
@@ -14,25 +17,12 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import numpy as np
-import torch
 from torch import nn
 
 from ..recipes import recipe as make_recipe
-from ._compat import as_numpy, input_size, net_space, save_run_snapshots, snapshot_callbacks
+from ._compat import as_generator, as_numpy, cnnpref_render, input_size, save_run_snapshots, snapshot_callbacks
 
 __all__ = ["generate_image"]
-
-
-class _PreviousCode:
-    """Remembers the code before the latest update (for cnnpref's stale return value, Q8)."""
-
-    def __init__(self, code: torch.Tensor) -> None:
-        self.previous = code.detach().clone()
-        self.current = code.detach().clone()
-
-    def __call__(self, info) -> None:
-        self.previous = self.current
-        self.current = info.param.variable.detach().clone()
 
 
 def generate_image(net_gen: nn.Module, net: nn.Module, layer: Any, feature_mask: Any, feature_weight: Any = 1.,
@@ -45,21 +35,14 @@ def generate_image(net_gen: nn.Module, net: nn.Module, layer: Any, feature_mask:
                    seed: Optional[int] = None, return_pre_update_image: bool = False) -> np.ndarray:
     """Preferred image through a generator by momentum GD. Returns RGB (H, W, 3) float32, 0-255, unclipped."""
     size = input_size(net, image_size)
-    pieces = make_recipe("dgn_gd", layer, as_numpy(feature_mask), net_gen, weight=as_numpy(feature_weight),
+    generator = as_generator(net_gen, initial_gen_feat)
+    pieces = make_recipe("dgn_gd", layer, as_numpy(feature_mask), generator, weight=as_numpy(feature_weight),
                          input_size=size, init="cnnpref" if initial_gen_feat is None else as_numpy(initial_gen_feat),
                          lower=feat_lower_bound, upper=feat_upper_bound, seed=seed, iter_n=iter_n,
                          lr=(lr_start, lr_end), momentum=(momentum_start, momentum_end),
                          decay=(decay_start, decay_end)).build(net)
     callbacks = snapshot_callbacks(save_intermediate, save_intermediate_every, disp_every)
-    tracker = _PreviousCode(pieces.param.variable)
-    callbacks.append(tracker)
-    result = pieces.render(net, seed=seed, progress=False, callbacks=callbacks, input_space=net_space(net))
+    image, result = cnnpref_render(pieces, net, seed=seed, returns="pre_update" if return_pre_update_image else "final",
+                                   callbacks=callbacks)
     save_run_snapshots(save_intermediate, save_intermediate_path, "prefer_img_dgn_gd", result.snapshots)
-    if not return_pre_update_image:
-        return np.float32(result.images_255[0])
-    param = pieces.param
-    with torch.no_grad():
-        param.variable.copy_(tracker.previous)
-        image = param.to_rgb(param())[0].cpu().numpy() * 255.0
-        param.variable.copy_(result.final_params)
-    return np.float32(image)
+    return image

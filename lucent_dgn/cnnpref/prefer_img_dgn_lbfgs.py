@@ -1,7 +1,9 @@
 """cnnpref-compatible ``prefer_img_dgn_lbfgs.generate_image`` (L-BFGS-B on the generator code).
 
-``gen_feat_bounds`` is a list of (min, max) pairs, one per code unit (None or +-inf: unbounded);
-default (0, 100) for every unit. Differences: the loss is the scalar sum (Q6); no ``t=N`` line is
+``net_gen`` is any generator module, as in :mod:`lucent_dgn.cnnpref.prefer_img_dgn_gd` (a plain
+``nn.Module`` needs ``initial_gen_feat`` for its code shape; its output is taken to be Caffe net
+space unless it declares ``output_space``). ``gen_feat_bounds`` is a list of (min, max) pairs,
+one per code unit (None or +-inf: unbounded); default (0, 100) for every unit. Differences: the loss is the scalar sum (Q6); no ``t=N`` line is
 printed on every evaluation (Q19); ``solver="torch"`` selects the bounded L-BFGS in torch.
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ from torch import nn
 
 from ..errors import BoundsError, describe
 from ..recipes import recipe as make_recipe
-from ._compat import as_numpy, input_size, net_space, save_run_snapshots, snapshot_callbacks
+from ._compat import as_generator, as_numpy, cnnpref_render, input_size, save_run_snapshots, snapshot_callbacks
 
 __all__ = ["generate_image"]
 
@@ -38,10 +40,11 @@ def generate_image(net_gen: nn.Module, net: nn.Module, layer: Any, feature_mask:
     """Preferred image through a generator by L-BFGS-B. Returns RGB (H, W, 3) float32, 0-255, unclipped."""
     size = input_size(net, image_size)
     lower, upper = _split_bounds(gen_feat_bounds)
-    pieces = make_recipe("dgn_lbfgs", layer, as_numpy(feature_mask), net_gen, weight=as_numpy(feature_weight),
+    generator = as_generator(net_gen, initial_gen_feat)
+    pieces = make_recipe("dgn_lbfgs", layer, as_numpy(feature_mask), generator, weight=as_numpy(feature_weight),
                          input_size=size, init="cnnpref" if initial_gen_feat is None else as_numpy(initial_gen_feat),
                          lower=lower, upper=upper, seed=seed, maxiter=maxiter, solver=solver).build(net)
     callbacks = snapshot_callbacks(save_intermediate, save_intermediate_every, 1 if disp else 0)
-    result = pieces.render(net, seed=seed, progress=False, callbacks=callbacks, input_space=net_space(net))
+    image, result = cnnpref_render(pieces, net, seed=seed, callbacks=callbacks)
     save_run_snapshots(save_intermediate, save_intermediate_path, "prefer_img_dgn_lbfgs", result.snapshots)
-    return np.float32(result.images_255[0])
+    return image

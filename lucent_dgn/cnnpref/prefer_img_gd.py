@@ -18,7 +18,7 @@ import numpy as np
 from torch import nn
 
 from ..recipes import recipe as make_recipe
-from ._compat import as_numpy, input_size, net_space, save_run_snapshots, snapshot_callbacks
+from ._compat import as_numpy, cnnpref_render, input_size, save_run_snapshots, snapshot_callbacks
 
 __all__ = ["generate_image"]
 
@@ -39,7 +39,7 @@ def generate_image(net: nn.Module, layer: Any, feature_mask: Any, feature_weight
                    save_intermediate_path: Optional[str] = None, *, image_size: Optional[int] = None,
                    seed: Optional[int] = None, faithful_jitter_momentum: bool = False) -> np.ndarray:
     """Preferred image by pixel gradient descent. Returns RGB (H, W, 3) float32, 0-255 scale, unclipped."""
-    size = input_size(net, image_size)
+    size = input_size(net, image_size, initial_image)
     init = "random" if initial_image is None else np.asarray(initial_image, dtype=np.float32)
     pieces = make_recipe(
         "gd", layer, as_numpy(feature_mask), weight=as_numpy(feature_weight), image_size=size, init=init, seed=seed,
@@ -57,6 +57,6 @@ def generate_image(net: nn.Module, layer: Any, feature_mask: Any, feature_weight
         faithful_jitter_momentum=faithful_jitter_momentum).build(net)
     initial = pieces.param.image_for_display()[0].cpu().numpy()
     callbacks = snapshot_callbacks(save_intermediate, save_intermediate_every, disp_every)
-    result = pieces.render(net, seed=seed, progress=False, callbacks=callbacks, input_space=net_space(net))
+    image, result = cnnpref_render(pieces, net, seed=seed, callbacks=callbacks)
     save_run_snapshots(save_intermediate, save_intermediate_path, "prefer_img_gd", result.snapshots, initial)
-    return np.float32(result.images_255[0])
+    return image

@@ -12,7 +12,7 @@ import numpy as np
 from torch import nn
 
 from ..recipes import recipe as make_recipe
-from ._compat import as_numpy, input_size, net_space, save_run_snapshots, snapshot_callbacks
+from ._compat import as_numpy, cnnpref_render, input_size, save_run_snapshots, snapshot_callbacks
 
 __all__ = ["generate_image"]
 
@@ -23,12 +23,12 @@ def generate_image(net: nn.Module, layer: Any, feature_mask: Any, feature_weight
                    save_intermediate_path: Optional[str] = None, *, image_size: Optional[int] = None,
                    seed: Optional[int] = None, solver: str = "scipy") -> np.ndarray:
     """Preferred image by L-BFGS-B. Returns RGB (H, W, 3) float64, 0-255 scale, within [0, 255]."""
-    size = input_size(net, image_size)
+    size = input_size(net, image_size, initial_image)
     init = "random" if initial_image is None else np.asarray(initial_image, dtype=np.float32)
     pieces = make_recipe("lbfgs", layer, as_numpy(feature_mask), weight=as_numpy(feature_weight), image_size=size,
                          init=init, seed=seed, maxiter=maxiter, solver=solver).build(net)
     initial = pieces.param.image_for_display()[0].cpu().numpy()
     callbacks = snapshot_callbacks(save_intermediate, save_intermediate_every, 1 if disp else 0)
-    result = pieces.render(net, seed=seed, progress=False, callbacks=callbacks, input_space=net_space(net))
+    image, result = cnnpref_render(pieces, net, seed=seed, returns="clipped", callbacks=callbacks)
     save_run_snapshots(save_intermediate, save_intermediate_path, "prefer_img_lbfgs", result.snapshots, initial)
-    return np.clip(np.float64(result.images_255[0]), 0.0, 255.0)
+    return image

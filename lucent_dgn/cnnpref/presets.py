@@ -13,15 +13,17 @@ in :data:`EXAMPLE_SETTINGS`.
 Options shared by every variant: ``weight`` (unit weight, cnnpref's ``feature_weight``),
 ``batch``, ``init``, ``seed``, ``transforms`` (extra transforms appended to the variant's),
 and the regularisers ``p_norm_weight``/``p`` and ``tv_weight``/``tv_beta`` (off by default; they
-crash in cnnpref, Q1/Q2). Pixel variants: ``image_size`` (None = the model's ``input_size``,
-else 227), ``space``. DGN variants: ``input_size`` (same rule), ``lower``/``upper`` code bounds,
-``fit``. GD variants: the :class:`~lucent_dgn.render.gd.MomentumGD` schedules. L-BFGS variants:
+crash in cnnpref, Q1/Q2). Pixel variants: ``image_size`` (None = the model's ``input_size``, else
+the side of an initial image given as ``init``; nothing is guessed), ``space``. DGN variants:
+``input_size`` (None = the model's ``input_size``, else the generator's full output), ``lower``/
+``upper`` code bounds, ``fit``. GD variants: the :class:`~lucent_dgn.render.gd.MomentumGD` schedules. L-BFGS variants:
 ``maxiter``, ``solver`` (``"torch"`` or ``"scipy"``) and that solver's options.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
+import numpy as np
 from torch import nn
 
 from ..errors import ConfigError, describe
@@ -30,19 +32,17 @@ from ..objectives.regularizers import p_norm as p_norm_objective
 from ..objectives.regularizers import total_variation
 from ..parameterizations.dgn import DGNImage
 from ..parameterizations.pixel import PixelImage
-from ..recipes import Pieces, Recipe, Variant, recipe, register_variant, signature_defaults, split_options
+from ._compat import input_size
+from ..variants import Pieces, Recipe, Variant, recipe, register_variant, signature_defaults, split_options
 from ..render.gd import MomentumGD
 from ..render.lbfgs import LBFGSB, ScipyLBFGSB
 from ..render.result import RenderResult
 from ..render.transforms import Jitter
 
 __all__ = ["prefer_img_gd", "prefer_img_lbfgs", "prefer_img_dgn_gd", "prefer_img_dgn_lbfgs", "VARIANTS",
-           "EXAMPLE_SETTINGS", "lbfgs_solver", "CNNPREF_SIZE"]
+           "EXAMPLE_SETTINGS", "lbfgs_solver"]
 
 Sched = Union[float, Tuple[float, float]]
-
-#: Input size cnnpref assumes (BVLC AlexNet) when neither the options nor the model give one.
-CNNPREF_SIZE = 227
 
 _COMMON = dict(weight=1.0, batch=1, seed=None, transforms=(), p_norm_weight=0.0, p=3, tv_weight=0.0, tv_beta=2)
 _PIXEL = dict(image_size=None, space="caffe", init="random")
@@ -80,22 +80,18 @@ def _objective(spec: Recipe):
     return obj
 
 
-def _size(value: Optional[int], model: Optional[nn.Module]) -> int:
-    if value is not None:
-        return int(value)
-    return int(getattr(model, "input_size", CNNPREF_SIZE)) if model is not None else CNNPREF_SIZE
-
-
 def _pixel(spec: Recipe, model: Optional[nn.Module], bounded: bool) -> PixelImage:
     o = spec.options
-    return PixelImage(_size(o["image_size"], model), batch=o["batch"], space=o["space"], init=o["init"],
-                      bounded=bounded, seed=o["seed"])
+    image = None if isinstance(o["init"], str) else np.asarray(o["init"])
+    size = input_size(model, o["image_size"], image[0] if image is not None and image.ndim == 4 else image)
+    return PixelImage(size, batch=o["batch"], space=o["space"], init=o["init"], bounded=bounded, seed=o["seed"])
 
 
 def _dgn(spec: Recipe, model: Optional[nn.Module], clip_initial: bool) -> DGNImage:
     o = spec.options
-    return DGNImage(spec.generator, batch=o["batch"], input_size=_size(o["input_size"], model), fit=o["fit"],
-                    init=o["init"], lower=o["lower"], upper=o["upper"], clip_initial=clip_initial, seed=o["seed"])
+    size = o["input_size"] if o["input_size"] is not None else getattr(model, "input_size", None)
+    return DGNImage(spec.generator, batch=o["batch"], input_size=size, fit=o["fit"], init=o["init"], lower=o["lower"],
+                    upper=o["upper"], clip_initial=clip_initial, seed=o["seed"])
 
 
 def _lbfgs(spec: Recipe):

@@ -10,6 +10,7 @@ from torch import nn
 from ..layers import resolve_layer
 from ..objectives.masks import as_bool_mask
 from ..render.hooks import ActivationCapture, frozen, preserve_pre_activations
+from ._compat import input_size
 
 __all__ = ["receptive_field_mask"]
 
@@ -18,7 +19,9 @@ def receptive_field_mask(net: nn.Module, layer: Any, feature_mask: Any, image_si
                          channels: int = 3, trials: int = 3, seed: Optional[int] = 0) -> np.ndarray:
     """(H, W, channels) uint8 mask: 1 inside the bounding box of the units' receptive field.
 
-    The random probe images have the model's input channels (``net.input_space.channels``, else 3).
+    The image side is ``image_size``, else the size the model declares (``net.input_size``); a
+    model that declares none needs ``image_size`` (ConfigError otherwise). The random probe images
+    have the model's input channels (``net.input_space.channels``, else 3).
 
     As cnnpref: for fc-like masks (1-D, or 1x1 spatial) the whole image. Otherwise, for each of
     ``trials`` random images (integers in [0, 255] minus their own mean), the gradient of the
@@ -27,7 +30,7 @@ def receptive_field_mask(net: nn.Module, layer: Any, feature_mask: Any, image_si
     For AlexNet's conv1 centre unit (27, 27) this is the 11x11 box at rows/cols 108-118.
     """
     mask = as_bool_mask(feature_mask, "feature_mask")
-    size = int(image_size if image_size is not None else getattr(net, "input_size", 227))
+    size = input_size(net, image_size)
     if mask.ndim == 1 or (mask.ndim == 3 and mask.shape[1] == 1 and mask.shape[2] == 1):
         return np.ones((size, size, channels), dtype=np.uint8)
     name, _ = resolve_layer(net, layer, arg="layer")

@@ -1,7 +1,6 @@
-"""DeePSiM generator networks (fc6, fc7, fc8, pool5) built from spec tables, and weight loading.
-
-The Caffe reader (:mod:`lucent_dgn.generators.caffemodel`) is imported only when a
-``.caffemodel`` file is loaded.
+"""Generator networks: DeePSiM (fc6, fc7, fc8, pool5) built from spec tables, weight loading, and
+the small generator of the shipped Fashion-MNIST models. Caffe files are read by
+:mod:`lucent_dgn.caffemodel`.
 """
 from __future__ import annotations
 

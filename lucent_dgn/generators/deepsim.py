@@ -16,6 +16,7 @@ Weight formats read by :func:`load_generator_weights`:
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -27,7 +28,8 @@ from torch import nn
 from ..errors import ConfigError, CorruptWeightsError, ShapeError, describe
 from ..spaces import CaffeSpace
 from ..weights import WeightsEntry, load_into, load_weights_file, register_weights, resolve_weights
-from .specs import GeneratorSpec, LayerSpec, deepsim_spec
+from ..caffemodel import CaffeLayout
+from .specs import DEEPSIM_SPECS, GeneratorSpec, LayerSpec, deepsim_spec
 
 __all__ = [
     "Reshape",
@@ -35,6 +37,7 @@ __all__ = [
     "build_generator",
     "deepsim_generator",
     "caffe_layer_mapping",
+    "CAFFE_LAYOUTS",
     "normalize_generator_state_dict",
     "load_generator_weights",
 ]
@@ -149,6 +152,12 @@ def build_generator(spec: GeneratorSpec) -> DeePSiMGenerator:
 def caffe_layer_mapping(spec: GeneratorSpec) -> Dict[str, str]:
     """Caffe layer name -> module name for every layer with parameters (identity for DeePSiM)."""
     return {layer.name: layer.name for layer in spec.param_layers()}
+
+
+CAFFE_LAYOUTS: Tuple[CaffeLayout, ...] = tuple(
+    CaffeLayout(f"deepsim-{variant}", caffe_layer_mapping(spec), functools.partial(build_generator, spec))
+    for variant, spec in DEEPSIM_SPECS.items())
+"""Caffe names of the DeePSiM generators, for ``convert-caffemodel --arch deepsim-fc6`` (and fc7, fc8, pool5)."""
 
 
 def _aliases(spec: GeneratorSpec) -> Dict[str, str]:

@@ -26,8 +26,8 @@ from typing import Dict, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from .._asset_io import ASSETS_DIR, load_asset, register_asset_arch
 from ..errors import ConfigError, CorruptWeightsError, ShapeError, describe
-from ..models.fashion import ASSETS_DIR, load_asset
 from ..spaces import UnitSpace
 
 __all__ = ["PERCENTILE_LEVELS", "SmallGenerator", "CodeDiscriminator", "load_generator", "fashion_generator"]
@@ -48,6 +48,7 @@ def _check_geometry(code_shape: Sequence[int], image_size: int, channels: int) -
     return shape
 
 
+@register_asset_arch
 class SmallGenerator(nn.Module):
     """DeePSiM-style generator: code (N, *code_shape) -> image (N, channels, image_size, image_size).
 
@@ -172,7 +173,7 @@ def load_generator(path: Union[str, Path]) -> SmallGenerator:
         WeightsNotFoundError: no file at ``path``.
         CorruptWeightsError: the file is unreadable or holds another architecture.
     """
-    model = load_asset(path, archs={"SmallGenerator": SmallGenerator})
+    model = load_asset(path)
     if not isinstance(model, SmallGenerator):
         raise CorruptWeightsError(describe("path", "a SmallGenerator weight file", type(model).__name__))
     return model

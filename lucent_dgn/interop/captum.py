@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import ConfigError, MaskError, ShapeError, describe
 from ..layers import LayerRef, resolve_layer
 from ..objectives.masked import _as_weight
-from ..objectives.masks import as_bool_mask
+from ..objectives.masks import as_bool_mask, resolve_mask
 
 __all__ = ["as_neuron_selector", "module_for", "to_hwc", "mask_from_attribution"]
 
@@ -47,6 +47,8 @@ def as_neuron_selector(mask: Any, weight: Any = None) -> Callable[[Any], torch.T
     Args:
         mask: bool or {0, 1} mask, (C, H, W) / (C,) shared by every example, or (B, C, H, W) /
             (B, C) one per example (also accepted when Captum stacks several copies of the batch).
+            A mask from the builders (``channel_mask``, ``unit_mask`` ...) made for another map
+            size resolves against the layer output's size, as in :func:`~lucent_dgn.masked_units`.
         weight: None (1.0), a scalar or an array broadcastable to the layer output.
 
     Returns:
@@ -58,7 +60,7 @@ def as_neuron_selector(mask: Any, weight: Any = None) -> Callable[[Any], torch.T
 
     def selector(output: Any) -> torch.Tensor:
         out = output[0] if isinstance(output, (tuple, list)) else output
-        mask_here = mask_t.to(out.device)
+        mask_here = resolve_mask(mask_t, tuple(out.shape[1:])).to(out.device)
         if mask_here.ndim == out.ndim:
             if tuple(mask_here.shape[1:]) != tuple(out.shape[1:]):
                 raise MaskError(describe("mask", f"of shape {tuple(out.shape[1:])} or (B, *that)",

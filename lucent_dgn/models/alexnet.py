@@ -27,10 +27,11 @@ import torch
 from torch import nn
 
 from ..errors import CorruptWeightsError, describe
+from ..caffemodel import CaffeLayout
 from ..spaces import CaffeSpace
 from ..weights import WeightsEntry, load_into, load_weights_file, register_weights, resolve_weights
 
-__all__ = ["BVLCAlexNet", "bvlc_alexnet", "ALEXNET_CAFFE_MAPPING", "ALEXNET_BDPY_KEYS", "WEIGHTS",
+__all__ = ["BVLCAlexNet", "bvlc_alexnet", "ALEXNET_CAFFE_MAPPING", "ALEXNET_BDPY_KEYS", "CAFFE_LAYOUT", "WEIGHTS",
            "load_alexnet_weights"]
 
 ALEXNET_CAFFE_MAPPING: Dict[str, str] = {name: name for name in
@@ -89,6 +90,10 @@ class BVLCAlexNet(nn.Sequential):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__(_layers(num_classes))
         self.input_space = CaffeSpace()
+
+
+CAFFE_LAYOUT = CaffeLayout("bvlc_alexnet", ALEXNET_CAFFE_MAPPING, BVLCAlexNet)
+"""Caffe names of BVLC AlexNet, for ``convert-caffemodel --arch bvlc_alexnet``."""
 
 
 def _rename_bdpy(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

@@ -9,22 +9,21 @@
 
 Both take (N, 1, 28, 28) images with values in [0, 1] (``input_space = UnitSpace(1)``) and
 standardise inside. :func:`fashion_classifier` / :func:`fashion_judge` load the shipped weights
-from :data:`ASSETS_DIR` (``python -m lucent_dgn.training.make_assets`` re-creates them).
-
-Weight files are ``torch.save``-d dicts ``{"format", "arch", "config", "state_dict", "meta"}``;
-floating tensors may be stored as float16 and are loaded as float32.
+from :data:`ASSETS_DIR` (``python -m lucent_dgn.training.make_assets`` re-creates them). The file
+format (:func:`save_asset`, :func:`load_asset`) is that of :mod:`lucent_dgn._asset_io`, re-exported
+here.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Union
 
 import torch
 from torch import nn
 
+from .._asset_io import ASSETS_DIR, load_asset, register_asset_arch, save_asset
 from ..datasets import FASHION_MNIST_CLASSES
-from .._io import atomic_write_bytes
-from ..errors import CorruptWeightsError, ShapeError, WeightsNotFoundError, describe
+from ..errors import CorruptWeightsError, ShapeError, describe
 from ..spaces import UnitSpace
 
 __all__ = [
@@ -35,16 +34,12 @@ __all__ = [
     "FashionMLP",
     "fashion_classifier",
     "fashion_judge",
-    "atomic_save",
     "save_asset",
     "load_asset",
 ]
 
-#: Folder of the shipped weight files.
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 #: Pixel mean and standard deviation of the Fashion-MNIST training images on the 0-1 scale.
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
-ASSET_FORMAT = "lucent_dgn.asset/1"
 
 
 def _class_names(num_classes: int) -> tuple:
@@ -62,6 +57,7 @@ class _Standardise(nn.Module):
         return (x - self.mean) / self.std
 
 
+@register_asset_arch
 class FashionCNN(nn.Module):
     """conv3x3(width)-ReLU-pool-conv3x3(2·width)-ReLU-pool-fc(hidden)-ReLU-dropout-fc(10).
 
@@ -99,6 +95,7 @@ class FashionCNN(nn.Module):
         return self.fc2(self.dropout(x))
 
 
+@register_asset_arch
 class FashionMLP(nn.Module):
     """Multi-layer perceptron 784-hidden1-hidden2-10 (the independent judge).
 
@@ -123,67 +120,6 @@ class FashionMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dropout(self.relu1(self.fc1(self.flatten(self.standardise(x)))))
         return self.fc3(self.relu2(self.fc2(x)))
-
-
-_ARCHS = {"FashionCNN": FashionCNN, "FashionMLP": FashionMLP}
-
-
-def atomic_save(obj: Any, path: Union[str, Path]) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it onto ``path``.
-
-    A failure part-way leaves any previous ``path`` intact and no temporary file behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # torch.save into an open file object keeps the archive's inner name fixed (reproducible bytes)
-    atomic_write_bytes(path, lambda handle: torch.save(obj, handle))
-    return path
-
-
-def save_asset(model: nn.Module, path: Union[str, Path], config: Dict[str, Any], meta: Optional[Dict[str, Any]] = None,
-               half: bool = True) -> Path:
-    """Write ``model``'s weights with its constructor ``config`` and ``meta`` (atomically).
-
-    With ``half`` (default) parameters are stored as float16; buffers keep their dtype.
-    """
-    params = {name for name, _ in model.named_parameters()}
-    state = {k: (v.detach().cpu().half() if half and k in params and v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
-    blob = {"format": ASSET_FORMAT, "arch": type(model).__name__, "config": dict(config),
-            "state_dict": state, "meta": dict(meta or {})}
-    return atomic_save(blob, path)
-
-
-def load_asset(path: Union[str, Path], archs: Optional[Dict[str, type]] = None) -> nn.Module:
-    """Build the model a weight file describes and load its weights (as float32), in eval mode.
-
-    The file's ``meta`` dict is attached as ``model.meta``.
-
-    Raises:
-        WeightsNotFoundError: no file at ``path``.
-        CorruptWeightsError: unreadable file, unknown architecture or mismatched weights.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(describe(
-            "path", "an existing weight file", str(path),
-            "Re-create the shipped files with `python -m lucent_dgn.training.make_assets`."))
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to unpickle means a bad file
-        raise CorruptWeightsError(describe("path", "a readable weight file", str(path), f"Loading failed: {exc}")) from exc
-    table = dict(_ARCHS, **(archs or {}))
-    if not isinstance(blob, dict) or blob.get("format") != ASSET_FORMAT or blob.get("arch") not in table:
-        raise CorruptWeightsError(describe("path", f"a {ASSET_FORMAT} file of a known architecture ({sorted(table)})",
-                                           str(path)))
-    model = table[blob["arch"]](**blob["config"])
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CorruptWeightsError(describe("path", "weights matching the stored config", str(path), str(exc))) from exc
-    model.meta = blob.get("meta", {})
-    return model.eval()
 
 
 def _load_shipped(name: str, model_cls: type, pretrained: bool, path: Union[str, Path, None]) -> nn.Module:

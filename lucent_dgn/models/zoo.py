@@ -1,8 +1,10 @@
-"""Classifiers by name: BVLC AlexNet and torchvision's ImageNet models, with offline-first weights.
+"""Classifiers by name: the Caffe nets of cnnpref and torchvision's ImageNet models, with offline-first weights.
 
 ``load_model("bvlc_alexnet")`` is cnnpref's Caffe AlexNet (:mod:`lucent_dgn.models.alexnet`);
-``load_model("alexnet")`` is torchvision's different AlexNet. Every other name is a torchvision
-classification model (``torchvision.models.list_models(module=torchvision.models)``).
+``load_model("alexnet")`` is torchvision's different AlexNet. ``load_model("vgg_ilsvrc_19")`` is
+VGG19 in Caffe's layout (:mod:`lucent_dgn.models.vgg`); torchvision's ``"vgg19"`` also accepts
+cnnpref's layer names (``"conv3_1"``, ``"fc8"``) through ``model.layer_aliases``. Every other name
+is a torchvision classification model (``torchvision.models.list_models(module=torchvision.models)``).
 
 Weight files go through :func:`lucent_dgn.weights.resolve_weights`: explicit path, our cache,
 torch's hub cache ``$TORCH_HOME/hub/checkpoints/<file>`` (where torchvision keeps its
@@ -29,10 +31,15 @@ from ..errors import ConfigError, WeightsNotFoundError, describe
 from ..spaces import TorchvisionSpace
 from ..weights import REGISTRY, WeightsEntry, load_into, load_state_dict_file, register_weights, resolve_weights
 from .alexnet import bvlc_alexnet
+from .vgg import VGG19_TORCHVISION_ALIASES, caffe_vgg19
 
-__all__ = ["available_models", "load_model", "torchvision_weights_entry"]
+__all__ = ["CAFFE_MODELS", "TORCHVISION_ALIASES", "available_models", "load_model", "torchvision_weights_entry"]
 
 WeightsArg = Union[None, str, "os.PathLike[str]", WeightsEnum]
+#: The Caffe networks, by name, with their builders ``(weights, cache_dir=, download=, progress=)``.
+CAFFE_MODELS = {"bvlc_alexnet": bvlc_alexnet, "vgg_ilsvrc_19": caffe_vgg19}
+#: Layer aliases attached to torchvision models (cnnpref's names for the same layers).
+TORCHVISION_ALIASES = {"vgg19": VGG19_TORCHVISION_ALIASES}
 
 register_weights(WeightsEntry(
     name="mobilenet_v2", filename="mobilenet_v2-b0353104.pth",  # MobileNet_V2_Weights.IMAGENET1K_V1
@@ -44,8 +51,8 @@ register_weights(WeightsEntry(
 
 
 def available_models() -> List[str]:
-    """``"bvlc_alexnet"`` followed by torchvision's classification model names (sorted)."""
-    return ["bvlc_alexnet"] + sorted(torchvision.models.list_models(module=torchvision.models))
+    """The Caffe nets (``"bvlc_alexnet"``, ``"vgg_ilsvrc_19"``), then torchvision's classification models (sorted)."""
+    return list(CAFFE_MODELS) + sorted(torchvision.models.list_models(module=torchvision.models))
 
 
 def torchvision_weights_entry(name: str, weights: WeightsEnum) -> WeightsEntry:
@@ -115,6 +122,8 @@ def _annotate(model: nn.Module, name: str, member: Optional[WeightsEnum]) -> Non
                                          getattr(transform, "std", None) or (0.229, 0.224, 0.225))
     crop = getattr(transform, "crop_size", None) or [224]
     model.input_size = int(crop[0])
+    if name in TORCHVISION_ALIASES:
+        model.layer_aliases = dict(TORCHVISION_ALIASES[name])
     if member is not None:
         model.categories = list(member.meta["categories"])
         model.weights_name = str(member)
@@ -154,12 +163,12 @@ def load_model(name: str, weights: WeightsArg = "default", *, cache_dir: Optiona
     """A classifier by name, with pretrained weights found offline where possible.
 
     Args:
-        name: ``"bvlc_alexnet"`` or a torchvision classification model name (``"mobilenet_v2"``,
-            ``"resnet50"`` ...); see :func:`available_models`.
+        name: ``"bvlc_alexnet"``, ``"vgg_ilsvrc_19"`` or a torchvision classification model name
+            (``"mobilenet_v2"``, ``"resnet50"`` ...); see :func:`available_models`.
         weights: ``"default"`` (torchvision's default weights if their file is local, else any
             other pretrained weights of the model found locally, else the default's download), None
             (random init), a file path
-            (state dict; ``.caffemodel`` for bvlc_alexnet), or for torchvision models a weights enum
+            (state dict; ``.caffemodel`` for the Caffe nets), or for torchvision models a weights enum
             member or its name (``"IMAGENET1K_V2"``).
         cache_dir: cache directory; default ``$LUCENT_DGN_CACHE`` or ``~/.cache/lucent_dgn``.
         download: allow a download when the file is nowhere local. Default False (offline-safe:
@@ -168,11 +177,11 @@ def load_model(name: str, weights: WeightsArg = "default", *, cache_dir: Optiona
         progress: tqdm bar while downloading.
 
     Returns:
-        The model in eval mode with ``input_space`` and ``input_size`` set; with pretrained
-        weights its parameters have ``requires_grad`` off.
+        The model in eval mode with ``input_space`` and ``input_size`` set (and ``layer_aliases``
+        for torchvision's ``vgg19``); with pretrained weights its parameters have ``requires_grad`` off.
     """
     if not isinstance(name, str):
         raise ConfigError(describe("name", "a model name (str)", name, "See available_models()."))
-    if name == "bvlc_alexnet":
-        return bvlc_alexnet(weights, cache_dir=cache_dir, download=download, progress=progress)
+    if name in CAFFE_MODELS:
+        return CAFFE_MODELS[name](weights, cache_dir=cache_dir, download=download, progress=progress)
     return _load_torchvision(name, weights, cache_dir, download, progress)

@@ -22,11 +22,12 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
+from .._asset_io import save_asset
+from .._io import save_torch
 from ..datasets import load_batch
 from ..errors import ConfigError, CorruptWeightsError, describe
 from ..generators.small import PERCENTILE_LEVELS, CodeDiscriminator, SmallGenerator
 from ..layers import LayerRef, resolve_layer
-from ..models.fashion import atomic_save, save_asset
 from ..render.hooks import ActivationCapture, frozen
 from ..spaces import UnitSpace, convert
 from .classifier import _bar, _check_positive, _steps_per_epoch
@@ -233,7 +234,7 @@ def train_generator(classifier: nn.Module, layer: LayerRef, dataset: Dataset, *,
 
     def checkpoint() -> None:
         if ckpt_path is not None:
-            atomic_save({"generator": gen.state_dict(), "discriminator": disc.state_dict(),
+            save_torch({"generator": gen.state_dict(), "discriminator": disc.state_dict(),
                          "optimizers": [o.state_dict() for o in opts], "epoch": epoch, "batch": batch,
                          "step": step, "torch_rng": torch.get_rng_state(), "stats": stats, "running": dict(sums),
                          "history": history, "settings": settings}, ckpt_path)

@@ -28,7 +28,8 @@ from torch import nn
 
 from ..datasets import FashionMNIST, load_batch
 from ..generators.small import SmallGenerator, load_generator
-from ..models.fashion import ASSETS_DIR, FashionCNN, FashionMLP, load_asset, save_asset
+from ..models.fashion import FashionCNN, FashionMLP
+from .._asset_io import ASSETS_DIR, load_asset, save_asset
 from .._io import atomic_write_bytes
 from ..render.hooks import ActivationCapture
 from ..weights import file_digest

@@ -1,8 +1,12 @@
 """Read and write Caffe ``.caffemodel`` files without Caffe, and convert them to PyTorch.
 
 A ``.caffemodel`` is a binary protocol buffer of Caffe's ``NetParameter``; the wire format and the
-``caffe.proto`` field numbers are in :mod:`lucent_dgn.generators._protobuf`. Both the current
+``caffe.proto`` field numbers are in :mod:`lucent_dgn._protobuf`. Both the current
 ``layer`` format and the legacy V1/V0 ``layers`` format are read; blobs keep their Caffe shapes.
+
+This module knows no architecture. An architecture describes its Caffe names with a
+:class:`CaffeLayout` where it is defined (``models/alexnet.py``, ``models/vgg.py``,
+``generators/deepsim.py``); the ``convert-caffemodel`` command (:mod:`lucent_dgn.convert`) lists them.
 
 Example::
 
@@ -12,24 +16,22 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._io import PathLike, atomic_write_bytes
-from ..errors import ConfigError, CorruptWeightsError, WeightsNotFoundError, describe
+from ._io import PathLike, atomic_write_bytes
+from .errors import ConfigError, CorruptWeightsError, WeightsNotFoundError, describe
 from . import _protobuf as pb
 
-__all__ = ["CaffeLayer", "CaffeModel", "read_caffemodel", "write_caffemodel", "caffemodel_to_state_dict",
-           "save_state_dict", "convert_caffemodel_cli"]
+__all__ = ["CaffeLayer", "CaffeModel", "CaffeLayout", "read_caffemodel", "write_caffemodel",
+           "caffemodel_to_state_dict"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,22 @@ class CaffeModel:
             raise CorruptWeightsError(describe(
                 "name", f"a layer of {self.path or 'the caffemodel'}", name, f"Layers with weights: {have}."))
         return next((layer for layer in found if layer.blobs), found[0])
+
+
+@dataclass(frozen=True)
+class CaffeLayout:
+    """How an architecture's parameters are named in Caffe (defined beside the architecture).
+
+    Attributes:
+        name: the name ``convert-caffemodel --arch`` takes, e.g. ``"bvlc_alexnet"``, ``"vgg19"``.
+        mapping: Caffe layer name -> module prefix, e.g. ``{"conv3_1": "conv3_1"}``.
+        build: builds the architecture (weights unused: conversion checks the state dict's keys and
+            shapes against it, so it may be built on the ``meta`` device).
+    """
+
+    name: str
+    mapping: Mapping[str, str]
+    build: Callable[[], nn.Module]
 
 
 # ------------------------------------------------------------------------------------ reading/writing
@@ -126,12 +144,6 @@ def write_caffemodel(path: PathLike, layers: Iterable[CaffeLayer], *, name: str 
                                                        layer.tops)) for layer in layers)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(path, lambda handle: handle.write(body))
-
-
-def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: PathLike) -> Path:
-    """``torch.save`` a state dict atomically (temporary file + rename; nothing left on failure)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_bytes(path, lambda handle: torch.save(dict(state_dict), handle))
 
 
 # -------------------------------------------------------------------------------------- conversion
@@ -228,78 +240,3 @@ def caffemodel_to_state_dict(
         raise CorruptWeightsError(describe(str(model.path or "caffemodel"), "a match for the mapping",
                                            "; ".join(problems), raw=True))
     return out
-
-
-# --------------------------------------------------------------------------------------------- CLI
-def _parse_map(items: Sequence[str]) -> Optional[Dict[str, str]]:
-    if not items:
-        return None
-    mapping = {}
-    for item in items:
-        name, sep, prefix = item.partition("=")
-        if not sep or not name:
-            raise ConfigError(describe("--map", "NAME=PREFIX (e.g. conv1=features.0)", item))
-        mapping[name] = prefix
-    return mapping
-
-
-def _alexnet_preset():
-    from ..models.alexnet import ALEXNET_CAFFE_MAPPING, BVLCAlexNet
-    return dict(ALEXNET_CAFFE_MAPPING), BVLCAlexNet()
-
-
-def _deepsim_preset(variant: str):
-    def build():
-        from .deepsim import build_generator, caffe_layer_mapping
-        from .specs import deepsim_spec
-        spec = deepsim_spec(variant)
-        return caffe_layer_mapping(spec), build_generator(spec)
-    return build
-
-
-_ARCH_PRESETS = {"bvlc_alexnet": _alexnet_preset, **{f"deepsim-{v}": _deepsim_preset(v)
-                                                     for v in ("fc6", "fc7", "fc8", "pool5")}}
-
-
-def convert_caffemodel_cli(argv: Optional[Sequence[str]] = None) -> int:
-    """``convert-caffemodel INPUT.caffemodel [OUTPUT.pt] [--map NAME=PREFIX ...] [--list]``.
-
-    Returns:
-        0 on success, 1 when the file cannot be read or converted, 2 on a usage error.
-    """
-    parser = argparse.ArgumentParser(prog="convert-caffemodel",
-                                     description="Convert a Caffe .caffemodel to a PyTorch state dict.",
-                                     epilog="Put --map after INPUT and OUTPUT: it takes every word after it.")
-    parser.add_argument("input", help="binary .caffemodel file")
-    parser.add_argument("output", nargs="?", help="PyTorch file to write (torch.save of a state dict)")
-    parser.add_argument("--map", nargs="+", action="extend", default=[], metavar="NAME=PREFIX",
-                        help="Caffe layer -> module prefix (default: every layer under its own name)")
-    parser.add_argument("--list", action="store_true", help="print the layers and their blob shapes")
-    parser.add_argument("--arch", choices=sorted(_ARCH_PRESETS), default=None,
-                        help="map and check against a known architecture (bvlc_alexnet, deepsim-fc6 ...)")
-    try:
-        args = parser.parse_args(argv)
-        if not args.list and not args.output:
-            parser.error("OUTPUT is required unless --list is given")
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    try:
-        model = read_caffemodel(args.input)
-        if args.list:
-            for layer in model.layers:
-                shapes = " ".join(str(tuple(b.shape)) for b in layer.blobs)
-                print(f"{layer.name:24s} {layer.type:16s} {shapes}".rstrip())
-            if not args.output:
-                return 0
-        mapping, target = _parse_map(args.map), None
-        if args.arch:
-            preset_mapping, target = _ARCH_PRESETS[args.arch]()
-            mapping = {**preset_mapping, **(mapping or {})}
-        state = caffemodel_to_state_dict(model, mapping or None, target=target)
-        save_state_dict(state, args.output)
-    except (CorruptWeightsError, WeightsNotFoundError, ConfigError, OSError) as err:
-        print(f"convert-caffemodel: error: {err}", file=sys.stderr)
-        return 1
-    count = sum(t.numel() for t in state.values())
-    print(f"wrote {len(state)} tensors ({count} values) to {args.output}")
-    return 0
