@@ -11,11 +11,11 @@ import sys
 from typing import List, Optional, Sequence
 
 from .errors import ConfigError, LucentDGNError, describe
+from .named import SHIPPED_MODELS, load_generator_by_name, load_model_by_name
 
 __all__ = ["main", "load_model_by_name", "load_generator_by_name"]
 
 VARIANT_NAMES = ("gd", "lbfgs", "dgn_gd", "dgn_lbfgs")
-SHIPPED_MODELS = ("fashion", "fashion-judge")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,29 +54,6 @@ def _check_run_args(args: argparse.Namespace) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(describe("--device", "an available device", args.device, "No CUDA device is available; "
                                    "use --device cpu."))
-
-
-def load_model_by_name(name: str, weights: Optional[str] = None):
-    """``fashion``/``fashion-judge`` (shipped), ``bvlc_alexnet``, or a torchvision classifier name."""
-    if name == "fashion":
-        from .models.fashion import fashion_classifier
-        return fashion_classifier(path=weights)
-    if name == "fashion-judge":
-        from .models.fashion import fashion_judge
-        return fashion_judge(path=weights)
-    from .models.zoo import load_model
-    return load_model(name, weights=weights or "default")
-
-
-def load_generator_by_name(name: str, weights: Optional[str] = None):
-    """``fashion`` (shipped) or ``deepsim-fc6``/``-fc7``/``-fc8``/``-pool5``."""
-    if name == "fashion":
-        from .generators.small import fashion_generator
-        return fashion_generator(path=weights)
-    if name.startswith("deepsim-"):
-        from .generators.deepsim import deepsim_generator
-        return deepsim_generator(name.split("-", 1)[1], weights=weights or "default")
-    raise ConfigError(describe("--generator", "'fashion' or 'deepsim-fc6|fc7|fc8|pool5'", name))
 
 
 def _units(text: str) -> List[int]:

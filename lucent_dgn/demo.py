@@ -137,12 +137,11 @@ def _sweep_part(out: Path, seed: int, progress: bool) -> Dict[str, Any]:
     from .datasets import fashion_mnist_available
     from .errors import ConfigError
     from .generators.small import fashion_generator
-    from .sweeps import sweep
-    from .sweeps.presets import variant_options
     from .recipes import recipe_options
-    options = variant_options(list(SWEEP_STEPS), "fashion", generator=fashion_generator(),
-                              overrides={v: {"maxiter" if "maxiter" in recipe_options(v) else "iter_n": n}
-                                         for v, n in SWEEP_STEPS.items()})
+    from .sweeps import sweep
+    tuned = fashion_settings(fashion_generator())
+    options = {v: dict(tuned[v], **{"maxiter" if "maxiter" in recipe_options(v) else "iter_n": n})
+               for v, n in SWEEP_STEPS.items()}
     kwargs = dict(generator="fashion", seeds=seed, examples="fashion-mnist" if fashion_mnist_available() else None,
                   progress=progress)
     folder = out / "sweep"

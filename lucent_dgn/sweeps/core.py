@@ -92,6 +92,20 @@ def _check_device_here(device: str) -> None:
                                    "with Ray the workers' machines need one, not the driver's."))
 
 
+def _input_size(net: nn.Module, variants: Mapping[str, Mapping[str, Any]]) -> int:
+    """The model's input side: its ``input_size``, else the variants' ``image_size``/``input_size``."""
+    size = getattr(net, "input_size", None)
+    if size is None:
+        given = {int(o[k]) for o in variants.values() for k in ("image_size", "input_size")
+                 if isinstance(o.get(k), int)}
+        if len(given) != 1:
+            raise ConfigError(describe("model", "a network that declares `input_size`, or variants with one "
+                                       "`image_size`/`input_size` option", type(net).__name__,
+                                       f"Sizes given: {sorted(given)}." if given else ""))
+        size = given.pop()
+    return int(size)
+
+
 def _source_identity(source: Optional[Source], module: Optional[nn.Module]) -> Optional[Dict[str, Any]]:
     if source is None:
         return None
@@ -134,7 +148,7 @@ def plan_sweep(model: Any, layers: Union[str, Sequence[str]], units: Any = "all"
     finally:
         torch.set_num_threads(saved_threads)
     space = getattr(net, "input_space", None)
-    size = int(getattr(net, "input_size", 227))
+    size = _input_size(net, variant_options)
     input_shape = (int(getattr(space, "channels", 3)), size, size)
     names = [resolve_layer(net, layer, arg="layers")[0] for layer in layer_list]
     if len(set(names)) != len(names):

@@ -71,8 +71,8 @@ class Source:
             if not isinstance(out, nn.Module):
                 raise ConfigError(describe(self.role, "a factory returning a torch.nn.Module", type(out).__name__))
             return out
-        from .. import cli
-        loader = cli.load_model_by_name if self.role == "model" else cli.load_generator_by_name
+        from ..named import load_generator_by_name, load_model_by_name
+        loader = load_model_by_name if self.role == "model" else load_generator_by_name
         return loader(self.name, self.weights)
 
     def label(self) -> str:
