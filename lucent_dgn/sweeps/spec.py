@@ -15,7 +15,6 @@ example scripts and :func:`lucent_dgn.runs.render_units`); of a flat layer, one 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -286,7 +285,3 @@ class SweepPlan:
             units, b = sorted(units), self.batch[variant]
             out += [WorkItem(layer, variant, seed, tuple(units[i:i + b]), b) for i in range(0, len(units), b)]
         return out
-
-    def identity_json(self) -> str:
-        """``sweep.json``'s text (sorted keys, 1-space indent)."""
-        return json.dumps(self.identity, indent=1, sort_keys=True) + "\n"
