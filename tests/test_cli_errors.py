@@ -238,7 +238,8 @@ def _subcommands() -> List[Tuple[str, argparse.ArgumentParser]]:
 
 def test_every_subcommand_is_listed_with_help():
     names = [name for name, _ in _subcommands()]
-    assert names == ["convert-caffemodel", "demo", "examples", "invert", "layers", "render", "train-generator"]
+    assert names == ["atlas", "convert-caffemodel", "demo", "examples", "invert", "layers", "render", "sweep",
+                     "train-generator"]
     parser = cli.build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert all(choice.help for choice in action._choices_actions)

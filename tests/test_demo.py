@@ -22,8 +22,8 @@ def test_demo_is_reproducible_bit_for_bit(tmp_path, capsys):
     torch.manual_seed(123)
     np.random.seed(123)
     torch_state, numpy_state, threads = torch.get_rng_state(), np.random.get_state(), torch.get_num_threads()
-    first = run_demo(tmp_path / "a", steps=3, seed=5, imagenet=MOBILENET, progress=False)
-    second = run_demo(tmp_path / "b", steps=3, seed=5, imagenet=MOBILENET, progress=False)
+    first = run_demo(tmp_path / "a", steps=3, seed=5, imagenet=MOBILENET, progress=False, sweep=False)
+    second = run_demo(tmp_path / "b", steps=3, seed=5, imagenet=MOBILENET, progress=False, sweep=False)
     files = _files(tmp_path / "a")
     assert files == _files(tmp_path / "b")
     assert len([f for f in files if f.parts[0] == "fashion"]) == 4 * 10 * 2 + 1  # PNG + npy per image, a grid
@@ -37,7 +37,7 @@ def test_demo_is_reproducible_bit_for_bit(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_another_seed_gives_other_images(tmp_path, capsys):
-    run_demo(tmp_path / "a", steps=2, seed=0, imagenet=False, progress=False)
-    run_demo(tmp_path / "b", steps=2, seed=1, imagenet=False, progress=False)
+    run_demo(tmp_path / "a", steps=2, seed=0, imagenet=False, progress=False, sweep=False)
+    run_demo(tmp_path / "b", steps=2, seed=1, imagenet=False, progress=False, sweep=False)
     name = Path("fashion") / "preferred_img_gd_layer_fc2_unit_3_dress.npy"
     assert not np.array_equal(np.load(tmp_path / "a" / name), np.load(tmp_path / "b" / name))

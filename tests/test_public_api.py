@@ -10,7 +10,8 @@ import pytest
 MODULES = ["lucent_dgn", "lucent_dgn.objectives", "lucent_dgn.parameterizations", "lucent_dgn.render",
            "lucent_dgn.generators", "lucent_dgn.models", "lucent_dgn.interop", "lucent_dgn.cnnpref", "lucent_dgn.icnn",
            "lucent_dgn.spaces", "lucent_dgn.layers", "lucent_dgn.errors", "lucent_dgn.viz", "lucent_dgn.weights",
-           "lucent_dgn.caffemodel", "lucent_dgn.convert", "lucent_dgn.examples", "lucent_dgn.models.vgg"]
+           "lucent_dgn.caffemodel", "lucent_dgn.convert", "lucent_dgn.examples", "lucent_dgn.models.vgg",
+           "lucent_dgn.sweeps", "lucent_dgn.atlas"]
 
 
 @pytest.mark.parametrize("name", MODULES)
