@@ -107,12 +107,18 @@ def test_unit_result_equals_a_single_public_render(tmp_path, variant):
     sweep("fashion", "fc2", [3], {variant: FAST[variant]}, generator="fashion", seeds=5, batch_size=1,
           out_dir=tmp_path, progress=False)
     generator = fashion_generator() if variant == "dgn_gd" else None
-    result = ld.recipe(variant, "fc2", ld.unit_mask((10,), 3), generator, seed=5, **FAST[variant]).render(
-        fashion_classifier(), progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the sweep's threads setting (the default, 1): products round by thread count
+    try:
+        result = ld.recipe(variant, "fc2", ld.unit_mask((10,), 3), generator, seed=5, **FAST[variant]).render(
+            fashion_classifier(), progress=False)
+    finally:
+        torch.set_num_threads(threads)
     saved = np.load(tmp_path / f"units/fc2/{variant}/seed5/00003.npy")
     assert np.array_equal(saved, result.images[0] * np.float32(255.0))
 
 
+@pytest.mark.subprocess
 def test_process_pool_gives_the_same_units_even_when_a_worker_is_killed(reference, tmp_path, monkeypatch):
     flag = tmp_path / "killed"
     monkeypatch.setenv("LUCENT_DGN_TEST_KILL_FLAG", str(flag))
@@ -123,6 +129,7 @@ def test_process_pool_gives_the_same_units_even_when_a_worker_is_killed(referenc
     assert _view(tmp_path / "pool") == _view(reference)
 
 
+@pytest.mark.subprocess
 def test_ray_gives_the_same_dataset_even_when_an_actor_is_killed(reference, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     import logging
@@ -152,6 +159,7 @@ def _cli_args(out: Path, options: Path):
             "--out", str(out)]
 
 
+@pytest.mark.subprocess
 def test_sigkill_of_the_driver_then_rerun_gives_the_uninterrupted_dataset(tmp_path):
     options = tmp_path / "options.json"
     options.write_text(json.dumps({"gd": {"iter_n": 30, "space": "gray", "lr": 0.05, "decay": 0.0},
