@@ -1,4 +1,4 @@
-"""Item 9: gradient-free search against gradient renders over generator codes, on the shipped
+"""Item 11: gradient-free search against gradient renders over generator codes, on the shipped
 Fashion-MNIST classifier and generator (``fashion_classifier()``, ``fashion_generator()``).
 
 Targets: the 10 output units (``fc2``, one batch of 10) and 5 units of ``conv2`` (the centre unit of

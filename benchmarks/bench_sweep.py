@@ -1,4 +1,4 @@
-"""Item 9: sweep throughput -- units per second with 1 and 2 workers (process pool, Ray), and Ray's
+"""Item 12: sweep throughput -- units per second with 1 and 2 workers (process pool, Ray), and Ray's
 per-unit cost against the process pool, on the shipped Fashion-MNIST classifier and generator.
 
 Workload: DGN-GD (the variant with the most work per step) on units of ``conv2``, 2 rows per
