@@ -163,7 +163,7 @@ class LBFGSB:
             _check("first_step", first_step, 0 < first_step < float("inf"), "None or a finite number > 0")
         self.c1, self.c2, self.dtype, self.per_item = float(c1), float(c2), dtype, bool(per_item)
         self.first_step = first_step
-        self.n_evals, self.n_iter, self.finished, self._box = 0, 0, None, None
+        self.n_evals, self.n_iter, self.finished, self._box, self._box_width = 0, 0, None, None, None
         self._k = 0  # evaluations in the current step (the index of the next one)
 
     def __repr__(self) -> str:
@@ -200,22 +200,28 @@ class LBFGSB:
 
     def _scale(self, x: torch.Tensor) -> torch.Tensor:
         """(B,) float64: mean finite box width per item, else mean |x| (1 where that is 0)."""
+        width = self._box_width
+        if width is not None and bool(torch.isfinite(width).all()):
+            return width  # the common case: no pass over x
         mean_x = x.abs().double().mean(1)
         fallback = torch.where(mean_x > 0, mean_x, 1.0)
-        if self._box is None:
-            return fallback
-        width = (self._box[1] - self._box[0]).double()
+        return fallback if width is None else torch.where(torch.isfinite(width), width, fallback)
+
+    @staticmethod
+    def _mean_width(box: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """(B,) float64: mean finite box width per item; NaN where no coordinate has a finite width > 0."""
+        width = (box[1] - box[0]).double()
         finite = torch.isfinite(width)
         n_finite = finite.sum(1)
         mean_w = torch.where(finite, width, 0.0).sum(1) / n_finite.clamp_min(1)
-        return torch.where((n_finite > 0) & (mean_w > 0), mean_w, fallback)
+        return torch.where((n_finite > 0) & (mean_w > 0), mean_w, float("nan"))
 
     def _search(self, problem: Problem, x, f, g, d, empty, skip, k_start):
         """Line search along P(x + a d) per item; returns (x+, f+, g+, failed, k+), where k+ (B,) is the
         index within the step of the evaluation at x+ (``k_start``, the evaluation at x, if none)."""
         gd = (g * d).sum(1).double()
         skip = skip | ~(gd < 0)
-        alpha = torch.where(empty, self._first_alpha(x, d), 1.0)
+        alpha = torch.where(empty, self._first_alpha(x, d), 1.0) if bool(empty.any()) else torch.ones_like(gd)
         lo, hi = torch.zeros_like(gd), torch.full_like(gd, float("inf"))
         a_acc, acc, f_acc, g_acc, f_lo, g_lo = lo, torch.zeros_like(skip), f, g, f, g
         k_acc, k_lo = k_start, k_start
@@ -253,6 +259,7 @@ class LBFGSB:
         self._box = None if box is None else tuple(b.reshape(rows, -1) for b in box)
         self._boxed = torch.zeros(rows, dtype=torch.bool, device=var.device) if box is None else (
             torch.isfinite(self._box[0]) & torch.isfinite(self._box[1])).all(1)
+        self._box_width = None if self._box is None else self._mean_width(self._box)  # constant for the run
         x = self._proj(var.detach().to(self.dtype or var.dtype).reshape(rows, -1).clone())
         return x, _History(rows, x.shape[1], self.m, x)
 
