@@ -201,7 +201,7 @@ def test_models_declare_their_render_settings():
 def test_cli_renders_the_demo_pictures_with_class_names(tmp_path, capsys):
     """Every output unit of the shipped classifier with DGN-GD: the CLI's files equal the demo's."""
     demo, cli_out = tmp_path / "demo", tmp_path / "cli"
-    assert main(["demo", "--out", str(demo), "--steps", "4", "--no-imagenet", "--quiet"]) == 0
+    assert main(["demo", "--out", str(demo), "--steps", "4", "--no-imagenet", "--no-sweep", "--quiet"]) == 0
     assert main(["render", "--variant", "dgn_gd", "--units", "all", "--steps", "4", "--out", str(cli_out),
                  "--quiet"]) == 0, capsys.readouterr().err
     record = json.loads((cli_out / "settings.json").read_text())
