@@ -85,7 +85,7 @@ def _check_common(args: argparse.Namespace) -> None:
         raise ConfigError(describe("--steps", "a positive integer", steps))
     if getattr(args, "seed", None) is not None:
         from ._validate import check_seed
-        check_seed(args.seed, "--seed")
+        check_seed(args.seed, "--seed", allow_none=False)
     if getattr(args, "device", None) is not None:
         _check_device(args.device)
 
@@ -561,9 +561,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         check_generator_name(args.generator)
     _check_common(argparse.Namespace(steps=args.steps, threads=args.threads,
                                      device=args.device if args.ray is None else None))
+    from ._validate import check_seed
     for seed in args.seeds:
-        from ._validate import check_seed
-        check_seed(seed, "--seeds")
+        check_seed(seed, "--seeds", allow_none=False)
     for arg, value in (("--batch-size", args.batch_size), ("--top-k", args.top_k), ("--workers", args.workers)):
         if value is not None and value <= 0:
             raise ConfigError(describe(arg, "a positive integer", value))
