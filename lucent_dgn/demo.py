@@ -122,12 +122,11 @@ def _sweep_part(out: Path, seed: int, progress: bool) -> Dict[str, Any]:
     from .datasets import fashion_mnist_available
     from .errors import ConfigError
     from .generators.small import fashion_generator
-    from .models.fashion import fashion_settings
-    from .recipes import recipe_options
+    from .models.fashion import fashion_classifier
     from .sweeps import sweep
-    tuned = fashion_settings(fashion_generator())
-    options = {v: dict(tuned[v], **{"maxiter" if "maxiter" in recipe_options(v) else "iter_n": n})
-               for v, n in SWEEP_STEPS.items()}
+    model, generator = fashion_classifier(), fashion_generator()
+    # the model's own settings (as `lucent-dgn sweep --preset model`), with the sweep's step counts
+    options = {v: with_steps(variant_settings(model, v, generator), v, n) for v, n in SWEEP_STEPS.items()}
     kwargs = dict(generator="fashion", seeds=seed, examples="fashion-mnist" if fashion_mnist_available() else None,
                   progress=progress)
     folder = out / "sweep"
