@@ -149,6 +149,22 @@ def _units(text: str) -> Optional[List[int]]:
     return units
 
 
+def _load_networks(args: argparse.Namespace, needs_generator: bool, device: Optional[str] = None) -> Tuple[Any, Any]:
+    """The command's ``--model`` and, when ``needs_generator``, its ``--generator`` (else None), by
+    name, moved to ``device`` when given; a weights error names ``--weights`` or ``--generator-weights``."""
+    from .registry import load_generator_by_name, load_model_by_name
+    with _blame("--weights", args.weights):
+        model = load_model_by_name(args.model, args.weights)
+    generator = None
+    if needs_generator:
+        with _blame("--generator-weights", args.generator_weights):
+            generator = load_generator_by_name(args.generator, args.generator_weights)
+    if device is not None:
+        model = model.to(device)
+        generator = None if generator is None else generator.to(device)
+    return model, generator
+
+
 @contextlib.contextmanager
 def _blame(arg: str, given: Optional[str]) -> Iterator[None]:
     """Name ``arg`` in a WeightsError raised inside, when the user gave that file (``given``): the
@@ -264,7 +280,7 @@ def _load_mask(path: str, feature_shape: Tuple[int, ...], layer: str):
 def _cmd_render(args: argparse.Namespace) -> int:
     import torch
     from .recipes import get_variant, recipe
-    from .registry import check_model_name, load_generator_by_name, load_model_by_name
+    from .registry import check_model_name
     from .runs import render_units, save_units
     _check_common(args)
     units = _units(args.units) if args.units is not None else None
@@ -280,12 +296,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     try:
         with _stop_on_ctrl_c():
             torch.set_num_threads(args.threads)
-            with _blame("--weights", args.weights):
-                model = load_model_by_name(args.model, args.weights).to(args.device)
-            generator = None
-            if dgn:
-                with _blame("--generator-weights", args.generator_weights):
-                    generator = load_generator_by_name(args.generator, args.generator_weights).to(args.device)
+            model, generator = _load_networks(args, bool(dgn), args.device)
             settings = {v: _variant_options(args, model, v, generator if v in dgn else None, overrides[v])
                         for v in variants}
             name, shape, units_out, masks, labels = _targets(args, model, units, settings)
@@ -375,7 +386,7 @@ def _code_bounds(generator: Any, k: Optional[float]) -> Dict[str, Any]:
 def _cmd_examples(args: argparse.Namespace) -> int:
     import torch
     from .examples import example_layer, run_examples
-    from .registry import check_model_name, load_generator_by_name, load_model_by_name
+    from .registry import check_model_name
     _check_common(args)
     units = _units(args.units) if args.units is not None else None
     check_model_name(args.model)
@@ -383,11 +394,7 @@ def _cmd_examples(args: argparse.Namespace) -> int:
     try:
         with _stop_on_ctrl_c():
             torch.set_num_threads(args.threads)
-            with _blame("--weights", args.weights):
-                model = load_model_by_name(args.model, args.weights)
-            with _blame("--generator-weights", args.generator_weights):
-                generator = None if args.generator == "none" else load_generator_by_name(args.generator,
-                                                                                          args.generator_weights)
+            model, generator = _load_networks(args, args.generator != "none")
             layer = args.layer or example_layer(model, args.kind)
             name, feature_shape = _probe_layer(model, layer, _input_shape(model), "the model's input size")
             if units is not None and max(units) >= feature_shape[0]:
@@ -458,11 +465,11 @@ def _cmd_invert(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     from ._io import save_json, save_npy
-    from .icnn.presets import ICNN_VARIANTS, fashion_settings, invert
+    from .icnn.presets import fashion_settings, invert
     from .icnn.targets import features_of, load_features, model_input_space, read_image
     from .layers import resolve_layer
-    from .registry import check_model_name, load_generator_by_name, load_model_by_name
-    from .runs import versions
+    from .registry import check_model_name
+    from .runs import versions, with_steps
     from .variants import get_variant
     from .viz import save_png
     _check_common(args)
@@ -478,20 +485,14 @@ def _cmd_invert(args: argparse.Namespace) -> int:
     try:
         with _stop_on_ctrl_c():
             torch.set_num_threads(args.threads)
-            with _blame("--weights", args.weights):
-                model = load_model_by_name(args.model, args.weights).to(args.device)
-            generator = None
-            if get_variant(args.variant).needs_generator:
-                with _blame("--generator-weights", args.generator_weights):
-                    generator = load_generator_by_name(args.generator, args.generator_weights).to(args.device)
+            model, generator = _load_networks(args, get_variant(args.variant).needs_generator, args.device)
             options = dict(fashion_settings(generator)[args.variant]) if args.preset == "fashion" else {}
             options.update(layer_weights=args.layer_weights, metric=args.metric)
             if generator is not None and (args.preset == "icnn" or args.code_bounds != "auto"):
                 options.update(_invert_bounds(args.code_bounds, generator))
             if generator is None and args.space is not None:
                 options["space"] = args.space
-            if args.steps is not None:
-                options["maxiter" if "maxiter" in ICNN_VARIANTS[args.variant]["defaults"] else "iter_n"] = args.steps
+            options = with_steps(options, args.variant, args.steps)
             original = None
             if is_features:
                 targets = load_features(source, layers=args.layers)
@@ -552,7 +553,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     """Check every value, then sweep; Ctrl-C keeps the finished units (a rerun resumes)."""
     from .recipes import get_variant
-    from .registry import check_generator_name, check_model_name, load_generator_by_name, load_model_by_name
+    from .registry import check_generator_name, check_model_name
     from .sweeps import Source, sweep
     from .sweeps.presets import variant_options
     check_model_name(args.model)
@@ -569,11 +570,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             raise ConfigError(describe(arg, "a positive integer", value))
     model = generator = None
     if args.preset == "model":  # the model's own tuned settings (they may read the generator's statistics)
-        with _blame("--weights", args.weights):
-            model = load_model_by_name(args.model, args.weights)
-        if needs_generator:
-            with _blame("--generator-weights", args.generator_weights):
-                generator = load_generator_by_name(args.generator, args.generator_weights)
+        model, generator = _load_networks(args, needs_generator)
     options = variant_options(args.variants, args.preset, model=model, generator=generator, steps=args.steps,
                               options_file=args.options)
     del model, generator  # the sweep loads its own copies (by name, so workers can too)
