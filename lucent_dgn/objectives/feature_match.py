@@ -148,29 +148,35 @@ class _Layer:
         self._cache: Dict[Any, _Bound] = {}
 
     # -- shapes ------------------------------------------------------------------------------
-    def _target_rows(self, feature: Tuple[int, ...], batch: int) -> torch.Tensor:
-        """The target as (R, *feature) with R = 1 (shared) or ``batch``; ShapeError otherwise."""
-        t = self.target
+    @staticmethod
+    def _rows(t: torch.Tensor, feature: Tuple[int, ...], batch: int) -> Optional[torch.Tensor]:
+        """``t`` as (R, *feature) with R = 1 (shared) or ``batch``; None when it has neither shape."""
         if tuple(t.shape) == feature:
             return t.unsqueeze(0)
         if t.ndim == len(feature) + 1 and tuple(t.shape[1:]) == feature and t.shape[0] in (1, batch):
             return t
+        return None
+
+    def _target_rows(self, feature: Tuple[int, ...], batch: int) -> torch.Tensor:
+        """The target as (R, *feature) with R = 1 (shared) or ``batch``; ShapeError otherwise."""
+        rows = self._rows(self.target, feature, batch)
+        if rows is not None:
+            return rows
         rule = (f"the feature shape of layer {self.key!r}, {feature}, or one target per batch item, "
                 f"{(batch,) + feature} (batch size {batch})")
         hint = "Targets from lucent_dgn.features_of(model, image, layers) have the right shape."
-        raise ShapeError(describe(f"targets[{self.key!r}]", rule, f"shape {tuple(t.shape)}", hint, raw=True))
+        raise ShapeError(describe(f"targets[{self.key!r}]", rule, f"shape {tuple(self.target.shape)}", hint, raw=True))
 
     def _mask_rows(self, feature: Tuple[int, ...], batch: int) -> Optional[torch.Tensor]:
-        m = self.mask
-        if m is None:
+        """The mask as (R, *feature), or None without a mask; MaskError for another shape."""
+        if self.mask is None:
             return None
-        if tuple(m.shape) == feature:
-            return m.unsqueeze(0)
-        if m.ndim == len(feature) + 1 and tuple(m.shape[1:]) == feature and m.shape[0] in (1, batch):
-            return m
+        rows = self._rows(self.mask, feature, batch)
+        if rows is not None:
+            return rows
         rule = (f"the feature shape of layer {self.key!r}, {feature}, or one mask per batch item, "
                 f"{(batch,) + feature} (batch size {batch})")
-        raise MaskError(describe(f"masks[{self.key!r}]", rule, f"shape {tuple(m.shape)}", raw=True))
+        raise MaskError(describe(f"masks[{self.key!r}]", rule, f"shape {tuple(self.mask.shape)}", raw=True))
 
     def bind(self, feature: Tuple[int, ...], batch: int, metric: str) -> _Bound:
         """Check the target (and mask) against ``feature`` and ``batch``; prepare CPU tensors."""
