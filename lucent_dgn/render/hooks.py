@@ -170,11 +170,12 @@ class ActivationCapture:
         stop_early: raise :class:`StopForward` after the last needed module has run.
         calls: module id -> number of calls per forward (from a full validation pass). A module
             missing here is assumed to be called once; pass ``calls`` to make early stops exact.
-        count: also record how often each hooked module is called (see :attr:`calls_seen`).
+
+    After :meth:`run`, :attr:`calls_seen` holds how often each hooked module was called.
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[LayerRef], stop_early: bool = True,
-                 calls: Optional[Dict[int, int]] = None, count: bool = False) -> None:
+                 calls: Optional[Dict[int, int]] = None) -> None:
         self.model = model
         self._wanted: List[Tuple[Any, nn.Module]] = []
         for layer in layers:
@@ -188,7 +189,6 @@ class ActivationCapture:
         self.expected: Dict[int, int] = {k: max(1, int((calls or {}).get(k, 1))) for k in self.modules}
         self.by_module: Dict[int, torch.Tensor] = {}
         self.calls_seen: Dict[int, int] = {}
-        self._count = count
         self._handles: List[torch.utils.hooks.RemovableHandle] = []
 
     @property

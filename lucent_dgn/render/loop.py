@@ -112,7 +112,7 @@ class _RenderProblem:
             calls: Dict[int, int] = {}
         else:
             everything = list(self.run_model.modules())
-            with ActivationCapture(self.run_model, everything, stop_early=False, count=True) as cap:
+            with ActivationCapture(self.run_model, everything, stop_early=False) as cap:
                 loss, T = self._forward(False, cap, item_mode=False, check=True)
                 calls = dict(cap.calls_seen)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
