@@ -74,8 +74,6 @@ class _RenderProblem:
         self.last_item_losses: Optional[torch.Tensor] = None
         self.loss_history: List[float] = []
         self.activation_histories: Dict[str, List[np.ndarray]] = {}
-        self._step_loss: Optional[float] = None
-        self._step_activations: Dict[str, np.ndarray] = {}
         self._records: List[_Record] = []  # this step's evaluations, in order (candidates one each)
         self._step_record: Optional[_Record] = None  # the one the step keeps (the last, or selected)
         self._kept: Optional[_Record] = None  # the record the previous step kept
@@ -199,16 +197,12 @@ class _RenderProblem:
                     self._records.append(_Record(float(loss), _numpy(T.activations), items))
                     rows.append(items if items is not None else loss.double().reshape(1))
         self.n_evals += count
-        self._use(self._records[-1])
+        self._step_record = self._records[-1]
         return torch.stack(rows)
 
     def _keep(self, record: _Record) -> None:
         self._records.append(record)
-        self._use(record)
-
-    def _use(self, record: _Record) -> None:
         self._step_record = record
-        self._step_loss, self._step_activations = record.loss, record.activations
 
     def select_records(self, index: Sequence[int]) -> None:
         """Make this step's record the accepted point instead of the last evaluation.
@@ -226,7 +220,7 @@ class _RenderProblem:
                                        index, "-1 needs a record kept by an earlier step."))
         chosen = [self._kept if k == -1 else self._records[k] for k in index]
         if all(c is chosen[0] for c in chosen):
-            self._use(chosen[0])
+            self._step_record = chosen[0]
             return
         if any(c.items is None for c in chosen):
             raise ConfigError(describe("index", "one evaluation for every item when the loss is not split by item",
@@ -235,32 +229,32 @@ class _RenderProblem:
         keys = list(dict.fromkeys(k for c in chosen for k in c.activations))
         activations = {k: np.array([c.activations[k][i] if k in c.activations else np.nan
                                     for i, c in enumerate(chosen)], dtype=np.float32) for k in keys}
-        self._use(_Record(float(items.sum()), activations, items))
+        self._step_record = _Record(float(items.sum()), activations, items)
 
     # -- step bookkeeping --------------------------------------------------------------------
     def begin_step(self, t: int) -> None:
         self.step = t
-        self._step_loss = None
-        self._step_activations = {}
+        self._step_record = None
         self._records = []
         self.transforms.resample(self.generator)
 
     def end_step(self, t: int) -> bool:
-        if self._step_loss is None:  # an optimizer that did not evaluate in this step
+        record = self._step_record
+        if record is None:  # an optimizer that did not evaluate in this step
             return False
-        self.loss_history.append(self._step_loss)
-        self._kept = self._step_record
+        self.loss_history.append(record.loss)
+        self._kept = record
         n_before = len(self.loss_history) - 1
-        for key, values in self._step_activations.items():
+        for key, values in record.activations.items():
             history = self.activation_histories.setdefault(key, [])
             if len(history) < n_before:  # a term that did not report in earlier steps
                 history.extend([np.full(self.batch_size, np.nan, np.float32)] * (n_before - len(history)))
             history.append(values)
-        info = StepInfo(step=t, loss=self._step_loss, activation=_primary(self._step_activations, self.batch_size),
-                        n_evals=self.n_evals, param=self.param, activations=dict(self._step_activations))
+        info = StepInfo(step=t, loss=record.loss, activation=_primary(record.activations, self.batch_size),
+                        n_evals=self.n_evals, param=self.param, activations=dict(record.activations))
         if self.bar is not None and not self.bar.disable:
             self.bar.update(1)
-            shown = f"{float(np.mean(info.activation)):.4g}" if info.activation.size else f"{-self._step_loss:.4g}"
+            shown = f"{float(np.mean(info.activation)):.4g}" if info.activation.size else f"{-record.loss:.4g}"
             self.bar.set_postfix(act=shown, evals=self.n_evals, refresh=False)
         stop = False
         for cb in self.callbacks:
